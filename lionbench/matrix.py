@@ -1,0 +1,141 @@
+"""Experiment matrices: methods x backbones x datasets x seeds, from flags or a YAML file.
+
+A YAML file holds the same keys as the flags; ``runs:`` may list several blocks, each a matrix of
+its own, with the top-level keys as defaults::
+
+    name: quickstart
+    methods: [head-tuning, fine-tuning]
+    backbones: [demo-resnet]
+    datasets: [digits]
+    seeds: [0, 1]
+    set: {epochs: 5, lr: 0.001}
+    runs:
+      - {}                                   # the matrix above
+      - {methods: [head-tuning], weights: none}   # plus head-tuning from random init
+
+Every name, override and value is checked before anything runs or is stored.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lionbench.backbones import get_backbone_info, get_backbone_spec, resolve_weights_id
+from lionbench.config import RunConfig, check_overrides, make_train_config, split_overrides
+from lionbench.data import get_dataset
+from lionbench.data.pipeline import Pipeline
+from lionbench.errors import ConfigError
+from lionbench.methods import get_method
+
+MATRIX_KEYS = {"name", "methods", "backbones", "datasets", "seeds", "weights", "set", "runs",
+               "description", "notes"}
+
+
+@dataclass
+class Matrix:
+    """One block of a matrix: the cartesian product of its lists, with shared overrides."""
+
+    methods: list[str]
+    backbones: list[str]
+    datasets: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    weights: str = "pretrained"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+
+def split_names(value: str | list[str] | None) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else str(value).split(",")
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def parse_seeds(value: str | list[int] | int | None) -> list[int]:
+    if value is None:
+        return [0]
+    if isinstance(value, int):
+        return [value]
+    try:
+        return [int(s) for s in split_names(value)]
+    except ValueError:
+        raise ConfigError(f"invalid seeds '{value}'; expected integers like 0,1,2") from None
+
+
+def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> list[Matrix]:
+    """Read a YAML matrix; ``overrides`` (from ``--set``) apply on top of the file's ``set``."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file '{path}': {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping with keys "
+                          f"{', '.join(sorted(MATRIX_KEYS))}")
+    unknown = set(doc) - MATRIX_KEYS
+    if unknown:
+        raise ConfigError(f"config file '{path}': unknown keys {', '.join(sorted(unknown))}; "
+                          f"valid: {', '.join(sorted(MATRIX_KEYS))}")
+    blocks = doc.get("runs") or [{}]
+    matrices = []
+    for block in blocks:
+        if not isinstance(block, dict) or set(block) - MATRIX_KEYS:
+            raise ConfigError(f"config file '{path}': each entry of 'runs' must be a mapping "
+                              f"with keys among {', '.join(sorted(MATRIX_KEYS - {'runs'}))}")
+        merged = {**doc, **block}
+        sets = {**(doc.get("set") or {}), **(block.get("set") or {}), **(overrides or {})}
+        matrices.append(Matrix(
+            methods=split_names(merged.get("methods")),
+            backbones=split_names(merged.get("backbones")),
+            datasets=split_names(merged.get("datasets")),
+            seeds=parse_seeds(merged.get("seeds")),
+            weights=str(merged.get("weights", "pretrained")),
+            overrides=sets, name=str(doc.get("name", Path(path).stem))))
+    return matrices
+
+
+def expand_matrix(matrices: list[Matrix]) -> list[RunConfig]:
+    """Validate every block and return its run configs, in order, without duplicates."""
+    configs: dict[str, RunConfig] = {}
+    for m in matrices:
+        for kind, names in (("methods", m.methods), ("backbones", m.backbones),
+                            ("datasets", m.datasets)):
+            if not names:
+                raise ConfigError(f"no {kind} given; pass --{kind} or list them in the file")
+        specs = {name: get_method(name) for name in m.methods}
+        for name in m.backbones:
+            get_backbone_spec(name)
+        datasets = {name: get_dataset(name) for name in m.datasets}
+        check_overrides(m.overrides, {n: s.config_class.field_names() for n, s in specs.items()})
+        for method, backbone, dataset, seed in itertools.product(m.methods, m.backbones,
+                                                                 m.datasets, m.seeds):
+            spec = specs[method]
+            train_values, method_values = split_overrides(m.overrides, method,
+                                                          spec.config_class.field_names())
+            train = make_train_config(train_values)
+            weights = m.weights if spec.pretrained else "none"
+            config = RunConfig(
+                method=method, backbone=backbone, dataset=dataset, seed=seed, weights=weights,
+                weights_id=resolve_weights_id(backbone, weights),
+                method_config=spec.make_config(method_values).to_dict(), train=train,
+                pipeline=resolve_pipeline(backbone, datasets[dataset].default_augment, train))
+            configs.setdefault(config.run_hash, config)
+    return list(configs.values())
+
+
+def resolve_pipeline(backbone: str, default_augment: str, train: Any) -> dict[str, Any]:
+    """The run's transforms, from the backbone's pretrained config and the dataset's default."""
+    info = get_backbone_info(backbone, train.image_size)
+    augment = default_augment if train.augment == "auto" else train.augment
+    return Pipeline(info.image_size, info.mean, info.std, augment).describe()

@@ -1,0 +1,182 @@
+"""The training loop: one function, ``train_run``, that reads from top to bottom.
+
+Protocol (stored with every run, ``PROTOCOL_VERSION`` in config.py):
+train on the train split minus a seeded, stratified validation hold-out (or the dataset's own
+``val`` split where it has one); after every epoch measure validation top-1 and keep the
+trainable state of the best epoch; at the end restore that state and measure test top-1/top-5
+once. The test split never influences any choice. The same seed gives the same numbers on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lionbench.backbones import create_backbone
+from lionbench.config import RunConfig
+from lionbench.data import get_dataset
+from lionbench.data.pipeline import (
+    Pipeline,
+    decode_images,
+    iterate_batches,
+    stratified_split,
+    stratified_subset,
+)
+from lionbench.errors import TrainingFailed
+from lionbench.methods import count_parameters, create_model, get_method
+
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class RunResult:
+    """Metrics of one finished run, as stored."""
+
+    test_top1: float
+    test_top5: float | None
+    val_top1: float
+    best_epoch: int
+    params_trainable: int
+    params_trainable_no_head: int
+    params_total: int
+    train_seconds: float
+    images_per_second: float
+    peak_memory_mb: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """CUDA when present (or asked for), else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train_run(config: RunConfig, data_root: Path | None = None, device: torch.device | None = None,
+              progress: ProgressFn | None = None) -> RunResult:
+    """Train and evaluate one configuration; raise on failure (the runner stores the reason)."""
+    device = device or select_device()
+    cfg = config.train
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
+    use_cuda = device.type == "cuda"
+
+    # 1. data: train minus a stratified validation hold-out; test untouched until the end
+    spec = get_dataset(config.dataset)
+    pipeline = Pipeline(image_size=config.pipeline["image_size"],
+                        mean=tuple(config.pipeline["mean"]), std=tuple(config.pipeline["std"]),
+                        train_augment=config.pipeline["train_augment"])
+    train_set = spec.load(data_root, "train")
+    if "val" in spec.splits:
+        val_set = spec.load(data_root, "val")
+    else:
+        keep, held = stratified_split(train_set.labels, cfg.val_fraction, config.seed)
+        train_set, val_set = train_set.subset(keep), train_set.subset(held)
+    if cfg.max_train_samples:
+        train_set = train_set.subset(stratified_subset(train_set.labels, cfg.max_train_samples,
+                                                       config.seed))
+    size = pipeline.image_size
+    train_x, train_y = decode_images(train_set, size), train_set.labels
+    val_x, val_y = decode_images(val_set, size), val_set.labels
+
+    # 2. model: a timm backbone wrapped by the method, never copied
+    method = get_method(config.method)
+    weights = config.weights if method.pretrained else "none"
+    backbone = create_backbone(config.backbone, spec.num_classes, weights, size)
+    model = create_model(config.method, backbone, config.method_config).to(device)
+    if use_cuda:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = model.create_optimizer(cfg.lr, cfg.weight_decay)
+    counts = count_parameters(model)
+    if use_cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+
+    # 3. train; select the epoch on validation top-1
+    best_val, best_epoch, best_state = -1.0, -1, None
+    history: list[dict[str, float]] = []
+    train_seconds, seen = 0.0, 0
+    model.reset_metrics()
+    for epoch in range(cfg.epochs):
+        model.train()
+        start, losses = time.perf_counter(), []
+        for step, (xb, yb) in enumerate(iterate_batches(train_x, train_y, cfg.batch_size,
+                                                        shuffle=True, gen=gen)):
+            x = to_device(pipeline(xb.to(device), train=True, gen=gen), use_cuda)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda):
+                loss = F.cross_entropy(model(x), yb.to(device))
+            if not torch.isfinite(loss):
+                raise TrainingFailed(f"loss is {loss.item()} at epoch {epoch}, step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            seen += len(yb)
+        train_seconds += time.perf_counter() - start
+        val_top1, _ = evaluate(model, val_x, val_y, pipeline, cfg.eval_batch_size, device)
+        history.append({"epoch": epoch, "train_loss": sum(losses) / max(1, len(losses)),
+                        "val_top1": val_top1})
+        if val_top1 > best_val:
+            best_val, best_epoch, best_state = val_top1, epoch, trainable_state(model)
+        if progress:
+            progress("epoch", epoch + 1, cfg.epochs)
+    extra = {"history": history, "params_by_component": counts.by_component,
+             **model.extra_metrics()}
+
+    # 4. test once, at the selected epoch
+    model.load_state_dict(best_state, strict=False)
+    test_set = spec.load(data_root, "test")
+    test_top1, test_top5 = evaluate(model, decode_images(test_set, size), test_set.labels,
+                                    pipeline, cfg.eval_batch_size, device,
+                                    top5=spec.num_classes > 5)
+    return RunResult(
+        test_top1=test_top1, test_top5=test_top5, val_top1=best_val, best_epoch=best_epoch,
+        params_trainable=counts.trainable, params_trainable_no_head=counts.trainable_without_head,
+        params_total=counts.total, train_seconds=train_seconds,
+        images_per_second=seen / train_seconds if train_seconds else math.nan,
+        peak_memory_mb=peak_memory_mb(device), extra=extra)
+
+
+def to_device(x: torch.Tensor, use_cuda: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if use_cuda else x
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             pipeline: Pipeline, batch_size: int, device: torch.device, top5: bool = False
+             ) -> tuple[float, float | None]:
+    """Top-1 (and top-5) accuracy as fractions."""
+    model.eval()
+    use_cuda = device.type == "cuda"
+    correct1 = correct5 = 0
+    for xb, yb in iterate_batches(images, labels, batch_size, shuffle=False):
+        x = to_device(pipeline(xb.to(device), train=False), use_cuda)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda):
+            logits = model(x).float()
+        yb = yb.to(device)
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        correct1 += (top[:, 0] == yb).sum().item()
+        correct5 += (top == yb[:, None]).any(dim=1).sum().item()
+    n = max(1, len(labels))
+    return correct1 / n, (correct5 / n if top5 else None)
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of what training can change: trainable parameters and all buffers."""
+    state = model.state_dict(keep_vars=True)
+    return {k: v.detach().clone() for k, v in state.items()
+            if not isinstance(v, torch.nn.Parameter) or v.requires_grad}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA max allocated on GPU; the process's peak RSS on CPU (a process-wide high-water mark)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

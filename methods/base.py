@@ -1,0 +1,160 @@
+"""The method interface: what every PETL method in ``lionbench.methods`` provides.
+
+A method is one module in ``methods/`` holding three things (compare PEFT's config + model +
+register, and timm's one file per family):
+
+1. a **config dataclass** subclassing :class:`MethodConfig`; its fields are the method's
+   hyperparameters, settable from the CLI with ``--set key=value`` (or ``--set method.key=value``).
+   Validate in ``validate()`` and raise :class:`lionbench.errors.ConfigError` naming the field and
+   the valid values;
+2. a **model class** subclassing :class:`PetlModel`, built as ``Model(backbone, config)`` where
+   ``backbone`` is a timm model whose classifier is already reset to the target's class count.
+   The model wraps the backbone through timm's public interface (``forward_features``,
+   ``forward_head``, ``get_classifier``, its blocks) and *never copies it*: it freezes parameters,
+   inserts small modules, or wraps the input/output. It must set ``config_class`` and provide
+   ``forward(x) -> logits``; it may override the hooks below;
+3. one ``register_method(...)`` call at the bottom of the module (see ``methods/__init__.py``).
+
+Hooks a model may override (defaults here):
+
+- ``parameter_groups()``: trainable parameters by component, always with a ``"head"`` key; used for
+  ``lionbench params`` and the parameter counts stored with every run;
+- ``create_optimizer(lr, weight_decay)``: the optimizer the training loop steps (Adam by default,
+  the paper's choice; LION wraps it with the robust-training rule);
+- ``frozen_backbone``: when True, ``train()`` keeps the backbone in eval mode so BatchNorm
+  statistics and dropout of the frozen network never change;
+- ``extra_metrics()`` / ``reset_metrics()``: method-specific statistics stored with the run
+  (LION's solver iterations and residuals).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from lionbench.errors import ConfigError
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's hyperparameters. Subclasses add fields and extend ``validate``."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError on an invalid value; called on construction."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+
+def freeze(module: nn.Module) -> None:
+    """Turn off gradients for every parameter of ``module``."""
+    for p in module.parameters():
+        p.requires_grad_(False)
+
+
+def check_choice(name: str, value: Any, valid: list[Any]) -> None:
+    """Raise a ConfigError naming the field and its valid values."""
+    if value not in valid:
+        raise ConfigError(f"invalid {name}={value!r}; valid: {', '.join(map(str, valid))}")
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise a ConfigError unless ``low <= value <= high``."""
+    if not (low <= value <= high):
+        raise ConfigError(f"invalid {name}={value!r}; must lie in [{low}, {high}]")
+
+
+class PetlModel(nn.Module):
+    """A timm backbone adapted by one PETL method. Read the module docstring first."""
+
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    frozen_backbone: ClassVar[bool] = True
+
+    def __init__(self, backbone: nn.Module, config: MethodConfig):
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+
+    # --- timm's public interface, in one place -------------------------------------------
+    def head(self) -> nn.Module:
+        """The classifier (timm's ``get_classifier()``), already sized for the target classes."""
+        return self.backbone.get_classifier()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled pre-logit features ``F(x)`` of shape (batch, num_features)."""
+        return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
+
+    def classify(self, z: torch.Tensor) -> torch.Tensor:
+        """Apply the classifier to pooled features."""
+        return self.head()(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # --- hooks ----------------------------------------------------------------------------
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by component. Default: the head, and everything else trainable."""
+        head_ids = {id(p) for p in self.head().parameters()}
+        head = [p for p in self.head().parameters() if p.requires_grad]
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in head_ids]
+        groups = {"head": head}
+        if rest:
+            groups["backbone"] = rest
+        return groups
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for group in self.parameter_groups().values() for p in group]
+
+    def create_optimizer(self, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        """Adam over the trainable parameters (the paper's optimizer, Sec. 4.3)."""
+        return torch.optim.Adam(self.trainable_parameters(), lr=lr, weight_decay=weight_decay)
+
+    def train(self, mode: bool = True) -> PetlModel:
+        super().train(mode)
+        if self.frozen_backbone:
+            self.backbone.eval()
+        return self
+
+    def extra_metrics(self) -> dict[str, float]:
+        """Method-specific statistics accumulated since ``reset_metrics``."""
+        return {}
+
+    def reset_metrics(self) -> None:
+        """Forget the statistics behind ``extra_metrics``."""
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    """Trainable parameters with and without the head, and the model's total."""
+
+    trainable: int
+    trainable_without_head: int
+    total: int
+    by_component: dict[str, int]
+
+
+def count_parameters(model: PetlModel) -> ParameterCount:
+    """Count parameters once, by component (each parameter counted once)."""
+    seen: set[int] = set()
+    by_component: dict[str, int] = {}
+    for name, params in model.parameter_groups().items():
+        n = 0
+        for p in params:
+            if id(p) not in seen:
+                seen.add(id(p))
+                n += p.numel()
+        by_component[name] = n
+    trainable = sum(by_component.values())
+    total = sum(p.numel() for p in model.parameters())
+    return ParameterCount(trainable, trainable - by_component.get("head", 0), total, by_component)
