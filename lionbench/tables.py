@@ -1,0 +1,287 @@
+"""Comparison tables of stored runs, laid out like the LION paper's Tables 1-4.
+
+Why: the point of the benchmark is to put our numbers where the paper's are. ``build_table``
+turns a DataFrame of runs (one row per run) into a ``ComparisonTable``: rows grouped by
+backbone then method, one column per dataset, cells holding mean ± std over seeds, the best
+cell of each column marked within each backbone block (the paper bolds per block), and a final
+Params (M) column holding the MAXIMUM trainable parameter count (incl. head) over the row's
+runs, since the paper's Params is "the maximum number of parameters that can be trained".
+
+Honesty rules: only ``status == "done"`` runs count; runs from a dirty git tree (``*``) or an
+older protocol version (``†``) are flagged in their cell and explained in a footnote, or left
+out with ``clean_only=True``; runs that started from other weights than the method's usual ones
+(pretrained; none for retraining) get a row of their own, e.g. ``head-tuning (weights=none)``.
+
+``compare="paper"`` writes the paper's value and our difference beside each of our cells:
+``0.8512 (paper 0.8628, -0.0116)`` (difference = ours - paper; ``- (paper 0.8628)`` where we
+have no run yet). Rendering lives in ``lionbench.tables_render``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from lionbench import reference as ref
+
+__all__ = ["Cell", "Column", "ComparisonTable", "Row", "build_table", "cell_text",
+           "format_number", "render_table", "PRESETS"]
+
+PRESETS = ref.PRESETS
+FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020"}  # † for an old protocol version
+PRETRAINED_ALIASES = {"pretrained", "timm"}
+DIGITS, PARAM_DIGITS = 4, 3
+
+
+@dataclass(frozen=True)
+class Column:
+    dataset: str
+    label: str
+    group: str | None = None  # upper header of a two-level header
+
+
+@dataclass(frozen=True)
+class Row:
+    backbone: str
+    method: str
+    weights: str  # normalised: "pretrained", "none" or a path
+    backbone_label: str
+    method_label: str  # includes the "(weights=...)" suffix where the weights are unusual
+
+
+@dataclass
+class Cell:
+    mean: float | None = None
+    std: float | None = None  # sample std (ddof=1), only when n > 1
+    n: int = 0
+    flags: tuple[str, ...] = ()  # subset of FLAG_SYMBOLS' keys
+    best: bool = False
+    paper: float | None = None  # with compare="paper"
+
+    @property
+    def delta(self) -> float | None:
+        """Ours minus the paper's, where both exist."""
+        if self.mean is None or self.paper is None:
+            return None
+        return self.mean - self.paper
+
+
+@dataclass
+class ComparisonTable:
+    """Everything a renderer needs; cells[i][j] belongs to rows[i] and columns[j]."""
+
+    rows: list[Row]
+    columns: list[Column]
+    cells: list[list[Cell]]
+    params_m: list[float | None]
+    paper_params_m: list[float | None]
+    show_params: bool = True
+    params_label: str = "Params (M)"
+    metric: str = "test_top1"
+    title: str = ""
+    preset: str | None = None
+    compare: str | None = None
+    current_protocol: int | None = None
+    excluded: dict[str, int] = field(default_factory=dict)  # reason -> number of runs
+
+    def blocks(self) -> list[tuple[int, int]]:
+        """(start, stop) row ranges of consecutive rows sharing a backbone."""
+        out: list[tuple[int, int]] = []
+        for i, row in enumerate(self.rows):
+            if out and self.rows[out[-1][0]].backbone == row.backbone:
+                out[-1] = (out[-1][0], i + 1)
+            else:
+                out.append((i, i + 1))
+        return out
+
+    def footnotes(self) -> list[str]:
+        """One line per flag present, and one explaining the paper comparison."""
+        used = {f for line in self.cells for c in line for f in c.flags}
+        notes = []
+        if "dirty" in used:
+            notes.append(f"{FLAG_SYMBOLS['dirty']} includes runs from a dirty git tree "
+                         "(uncommitted changes)")
+        if "protocol" in used:
+            notes.append(f"{FLAG_SYMBOLS['protocol']} includes runs from another protocol "
+                         f"version than the current one ({self.current_protocol})")
+        if self.compare == "paper":
+            notes.append("(paper P, D): the paper's value P and ours minus the paper's, D")
+        return notes
+
+
+def format_number(x: float | None, digits: int = DIGITS, signed: bool = False) -> str:
+    """The paper's style: a fraction with 4 decimals (Params: 3); '-' for no value."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
+
+
+def cell_text(cell: Cell, digits: int = DIGITS) -> tuple[str, str]:
+    """(our part, comparison part): "0.8628 ± 0.0031*", " (paper 0.8700, -0.0072)".
+
+    Renderers embolden the first part only and escape both.
+    """
+    ours = format_number(cell.mean, digits)
+    if cell.std is not None and cell.n > 1:
+        ours += f" \u00b1 {format_number(cell.std, digits)}"
+    ours += "".join(FLAG_SYMBOLS[f] for f in cell.flags)
+    extra = ""
+    if cell.paper is not None:
+        extra = f" (paper {format_number(cell.paper, digits)}"
+        if cell.delta is not None:
+            extra += f", {format_number(cell.delta, digits, signed=True)}"
+        extra += ")"
+    return ours, extra
+
+
+def _normalise(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    df = runs.copy()
+    for col, default in (("status", "done"), ("git_dirty", False), ("protocol_version", None),
+                         ("params_trainable", None)):
+        if col not in df.columns:
+            df[col] = default
+    if "weights" not in df.columns:
+        df["weights"] = None
+    weights = df["weights"].astype(object).where(df["weights"].notna(), None)
+    df["weights"] = [
+        ref.default_weights(m) if w is None or w == "" else
+        ("pretrained" if str(w) in PRETRAINED_ALIASES else str(w))
+        for m, w in zip(df["method"], weights, strict=True)
+    ]
+    df["_value"] = pd.to_numeric(df[metric], errors="coerce")
+    df["_dirty"] = df["git_dirty"].astype(object).map(lambda v: bool(v) if pd.notna(v) else False)
+    return df
+
+
+def _order(values: list[str], first: tuple[str, ...]) -> list[str]:
+    """Known names in the paper's order, then the others alphabetically."""
+    known = [v for v in first if v in values]
+    return known + sorted(v for v in set(values) if v not in first)
+
+
+def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = "test_top1",
+                clean_only: bool = False, current_protocol: int | None = None,
+                compare: str | None = None) -> ComparisonTable:
+    """Aggregate runs into a paper-style comparison table.
+
+    ``preset`` ("table1".."table4") uses the paper's exact rows, columns and labels (rows or
+    cells without runs show "-"; runs outside the layout are left out and counted in
+    ``excluded``); without it, backbones come in order of first appearance, methods and
+    datasets in the paper's order, then the others alphabetically, labelled by our ids.
+    ``current_protocol`` defaults to ``lionbench.config.PROTOCOL_VERSION``; runs without a
+    protocol version (e.g. the paper's pseudo-runs) are never flagged for it.
+    """
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
+    if compare not in (None, "paper"):
+        raise ValueError(f"compare must be None or 'paper', not {compare!r}")
+    if compare and metric != "test_top1":
+        raise ValueError("the paper reports top-1 only: compare='paper' needs metric='test_top1'")
+    if metric not in runs.columns:
+        raise ValueError(f"runs have no column '{metric}'")
+    if current_protocol is None:
+        from lionbench.config import PROTOCOL_VERSION
+
+        current_protocol = PROTOCOL_VERSION
+    df = _normalise(runs, metric)
+    excluded: dict[str, int] = {}
+
+    def drop(mask: pd.Series, reason: str) -> None:
+        nonlocal df
+        if int(mask.sum()):
+            excluded[reason] = excluded.get(reason, 0) + int(mask.sum())
+        df = df[~mask]
+
+    drop(df["status"] != "done", "not done")
+    drop(df["_value"].isna(), f"no {metric}")
+    version = pd.to_numeric(df["protocol_version"], errors="coerce")
+    df = df.assign(_protocol=version.notna() & (version != current_protocol))
+    if clean_only:
+        drop(df["_dirty"] | df["_protocol"], "dirty tree or old protocol")
+
+    if preset is not None:
+        p = PRESETS[preset]
+        bb_labels = dict(p.backbones)
+        columns = [Column(c.dataset, c.label, c.group) for c in p.columns]
+        drop(~(df["backbone"].isin(bb_labels) & df["method"].isin(p.methods)
+               & df["dataset"].isin([c.dataset for c in columns])), "outside the preset")
+        backbones, methods = list(bb_labels), list(p.methods)
+        title, show_params, params_label = p.title, p.params, "Params"
+    else:
+        bb_labels = {}
+        backbones = list(dict.fromkeys(df["backbone"]))
+        methods = _order(list(df["method"]), ref.METHOD_ORDER)
+        columns = [Column(d, d) for d in _order(list(df["dataset"]), ref.DATASET_ORDER)]
+        title = f"{metric}: mean \u00b1 std over seeds"
+        show_params, params_label = True, "Params (M)"
+
+    rows: list[Row] = []
+    for bb in backbones:
+        for m in methods:
+            default = ref.default_weights(m)
+            found = set(df.loc[(df["backbone"] == bb) & (df["method"] == m), "weights"])
+            if preset is None and not found:
+                continue
+            variants = [default] + sorted(found - {default}, key=lambda w: (w != "none", w))
+            if preset is None and default not in found:
+                variants = variants[1:]
+            label = ref.METHOD_LABELS.get(m, m) if preset else m
+            for w in variants:
+                suffix = "" if w == default else f" (weights={w})"
+                rows.append(Row(bb, m, w, bb_labels.get(bb, bb), label + suffix))
+
+    groups = {k: g for k, g in df.groupby(["backbone", "method", "weights", "dataset"])}
+    cells, params_m, paper_params = [], [], []
+    for row in rows:
+        line, pmax = [], None
+        usual = row.weights == ref.default_weights(row.method)
+        for col in columns:
+            g = groups.get((row.backbone, row.method, row.weights, col.dataset))
+            cell = Cell()
+            if g is not None and len(g):
+                vals = g["_value"].astype(float)
+                cell = Cell(mean=float(vals.mean()), n=len(vals),
+                            std=float(vals.std(ddof=1)) if len(vals) > 1 else None,
+                            flags=tuple(f for f, col_ in (("dirty", "_dirty"),
+                                                          ("protocol", "_protocol"))
+                                        if bool(g[col_].any())))
+                p = pd.to_numeric(g["params_trainable"], errors="coerce").max()
+                if pd.notna(p):
+                    pmax = max(pmax or 0.0, float(p) / 1e6)
+            if compare and usual:
+                cell.paper = ref.paper_value(row.backbone, row.method, col.dataset)
+            line.append(cell)
+        cells.append(line)
+        params_m.append(pmax)
+        paper_params.append(ref.paper_params_m(row.backbone, row.method)
+                            if compare and usual else None)
+
+    table = ComparisonTable(rows, columns, cells, params_m, paper_params, show_params,
+                            params_label, metric, title, preset, compare, current_protocol,
+                            excluded)
+    _mark_best(table)
+    return table
+
+
+def render_table(table: ComparisonTable, fmt: str = "markdown") -> Any:
+    """Render as "rich" (a rich.table.Table), "markdown", "latex" or "csv" (strings)."""
+    from lionbench.tables_render import render
+
+    return render(table, fmt)
+
+
+def _mark_best(table: ComparisonTable) -> None:
+    """Bold the best mean of each column within each backbone block (ties at the shown
+    precision all count); a block with a single value in a column marks nothing."""
+    for start, stop in table.blocks():
+        for j in range(len(table.columns)):
+            block = [table.cells[i][j] for i in range(start, stop)]
+            shown = [round(c.mean, DIGITS) for c in block if c.mean is not None]
+            if len(shown) < 2:
+                continue
+            top = max(shown)
+            for c in block:
+                c.best = c.mean is not None and round(c.mean, DIGITS) == top
