@@ -23,6 +23,7 @@ PROTOCOL_VERSION = 1
 
 AUGMENTATIONS = ("auto", "none", "flip-crop", "crop")
 DEVICES = ("auto", "cpu", "cuda")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -43,6 +44,7 @@ class TrainConfig:
     augment: str = "auto"  # auto: the dataset's default (no flips for digits)
     eval_batch_size: int = 256
     max_train_samples: int | None = None  # seeded, stratified subset of the train split
+    lr_schedule: str = "constant"  # constant | cosine (per step, to zero at the last epoch)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -67,7 +69,11 @@ class TrainConfig:
         if self.max_train_samples is not None:
             positive("max_train_samples", self.max_train_samples)
         if self.augment not in AUGMENTATIONS:
-            raise ConfigError(f"invalid augment={self.augment!r}; valid: {', '.join(AUGMENTATIONS)}")
+            raise ConfigError(f"invalid augment={self.augment!r}; "
+                              f"valid: {', '.join(AUGMENTATIONS)}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ConfigError(f"invalid lr_schedule={self.lr_schedule!r}; "
+                              f"valid: {', '.join(SCHEDULES)}")
 
     @classmethod
     def field_names(cls) -> set[str]:

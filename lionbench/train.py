@@ -51,6 +51,7 @@ class RunResult:
     images_per_second: float
     peak_memory_mb: float
     extra: dict[str, Any] = field(default_factory=dict)
+    model: torch.nn.Module | None = field(default=None, repr=False)  # with keep_model=True
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -61,7 +62,7 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def train_run(config: RunConfig, data_root: Path | None = None, device: torch.device | None = None,
-              progress: ProgressFn | None = None) -> RunResult:
+              progress: ProgressFn | None = None, keep_model: bool = False) -> RunResult:
     """Train and evaluate one configuration; raise on failure (the runner stores the reason)."""
     device = device or select_device()
     cfg = config.train
@@ -95,6 +96,9 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     if use_cuda:
         model = model.to(memory_format=torch.channels_last)
     optimizer = model.create_optimizer(cfg.lr, cfg.weight_decay)
+    steps = cfg.epochs * math.ceil(len(train_y) / cfg.batch_size)
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+                 if cfg.lr_schedule == "cosine" else None)
     counts = count_parameters(model)
     if use_cuda:
         torch.cuda.reset_peak_memory_stats(device)
@@ -117,6 +121,8 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler:
+                scheduler.step()
             losses.append(loss.item())
             seen += len(yb)
         train_seconds += time.perf_counter() - start
@@ -141,7 +147,7 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
         params_trainable=counts.trainable, params_trainable_no_head=counts.trainable_without_head,
         params_total=counts.total, train_seconds=train_seconds,
         images_per_second=seen / train_seconds if train_seconds else math.nan,
-        peak_memory_mb=peak_memory_mb(device), extra=extra)
+        peak_memory_mb=peak_memory_mb(device), extra=extra, model=model if keep_model else None)
 
 
 def to_device(x: torch.Tensor, use_cuda: bool) -> torch.Tensor:

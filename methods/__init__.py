@@ -1,4 +1,5 @@
-"""Registry of PETL methods: ``register_method``, ``get_method``, ``list_methods``, ``create_model``.
+"""Registry of PETL methods: ``register_method``, ``get_method``, ``list_methods``,
+``create_model``.
 
 Each built-in method lives in its own module here and registers itself at import. To add a method,
 read :mod:`lionbench.methods.base`, write ``methods/<name>.py`` and add its module name to
