@@ -1,0 +1,308 @@
+"""Deep-equilibrium machinery: fixed-point solvers and implicit gradients (paper Sec. 3.2).
+
+An equilibrium layer outputs the fixed point ``z* = f(z*)`` of a map ``f`` that closes over its
+parameters and input (eq. 4). The forward pass solves for ``z*`` under ``torch.no_grad`` (plain
+iteration or Anderson acceleration), so no iterate is kept for backward: memory is that of one
+or two evaluations of ``f`` whatever the iteration count. The exact gradient (eqs. 5-6) needs
+``u = (I - J)^{-T} g`` with ``J = df/dz`` at ``z*``; it is solved as the fixed point
+``u = J^T u + g`` by the same solver, through vector-Jacobian products of one extra evaluation
+of ``f`` at a detached ``z*``.
+
+Design points (see the project's notes on deep equilibrium layers):
+
+- every tolerance is **relative and per sample**, ``||f(z) - z|| / ||f(z)||``: an absolute
+  tolerance never triggers on images and makes gradients depend on the loss scale;
+- Anderson's regularisation is relative to the residuals' scale, so the solve (and with it the
+  backward solve) is invariant to scaling the loss;
+- a non-contractive ``f`` is reported as not converged; the solver returns the iterate with the
+  lowest residual and never NaN (a failing least-squares solve falls back to a plain step, a
+  sample whose iterate overflows is frozen at its best iterate);
+- the backward is an ``autograd.Function`` created per call, so it can run several times
+  (``retain_graph=True``) and leaves no hook behind. Double backward is not supported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+SOLVERS = ("anderson", "fixed_point")
+BACKWARDS = ("implicit", "one_step", "phantom")
+
+
+@dataclass
+class SolverConfig:
+    """Forward solver and backward (gradient) settings of an equilibrium layer."""
+
+    solver: str = "anderson"
+    max_iter: int = 30
+    tol: float = 1e-3  # relative per-sample residual ||f(z)-z|| / ||f(z)||
+    anderson_m: int = 5
+    anderson_lam: float = 1e-4  # relative to the smallest squared residual in the history
+    anderson_beta: float = 1.0
+    backward: str = "implicit"
+    backward_max_iter: int = 30
+    backward_tol: float = 1e-4  # relative, as tol
+    phantom_steps: int = 5
+    phantom_damping: float = 0.5
+
+    def __post_init__(self) -> None:
+        def choice(name: str, valid: tuple[str, ...]) -> None:
+            v = getattr(self, name)
+            if v not in valid:
+                raise ValueError(f"invalid {name}={v!r}; valid: {', '.join(valid)}")
+
+        def integer(name: str, low: int) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"invalid {name}={v!r}; must be an integer >= {low}")
+
+        def real(name: str, low: float, high: float, low_open: bool = False) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, int | float) and not isinstance(v, bool)
+            if not (ok and (v > low if low_open else v >= low) and v <= high):
+                bounds = f"{'(' if low_open else '['}{low}, {high}]"
+                raise ValueError(f"invalid {name}={v!r}; must be a number in {bounds}")
+
+        choice("solver", SOLVERS)
+        choice("backward", BACKWARDS)
+        for name in ("max_iter", "anderson_m", "backward_max_iter", "phantom_steps"):
+            integer(name, 1)
+        real("tol", 0.0, 1.0)
+        real("backward_tol", 0.0, 1.0)
+        real("anderson_lam", 0.0, 1e6)
+        real("anderson_beta", 0.0, 1.0, low_open=True)
+        real("phantom_damping", 0.0, 1.0, low_open=True)
+
+    def for_backward(self) -> SolverConfig:
+        """The settings of the adjoint solve ``u = J^T u + g``."""
+        return dataclasses.replace(self, max_iter=self.backward_max_iter, tol=self.backward_tol)
+
+
+@dataclass
+class SolveStats:
+    """Per-sample outcome of one equilibrium solve; the backward fields fill in at backward."""
+
+    iterations: Tensor  # (batch,) f-evaluations until the residual met tol, else max_iter
+    residual: Tensor  # (batch,) relative residual of the returned iterate
+    converged: Tensor  # (batch,) bool
+    backward_iterations: Tensor | None = None
+    backward_residual: Tensor | None = None
+    backward_converged: Tensor | None = None
+
+    @property
+    def num_not_converged(self) -> int:
+        return int((~self.converged).sum())
+
+
+def relative_residual(fz: Tensor, z: Tensor) -> Tensor:
+    """Per-sample ``||f(z) - z|| / ||f(z)||`` (dim 0 is the batch); inf where not finite."""
+    fz, z = fz.reshape(fz.shape[0], -1), z.reshape(z.shape[0], -1)
+    tiny = torch.finfo(fz.dtype).tiny  # guards 0/0 only: any fixed scale would break invariance
+    # Divide by the largest entry first: squares of large iterates would overflow the norms
+    # (a diverging iterate would then read as residual 0).
+    scale = torch.maximum(fz.abs().amax(1), z.abs().amax(1)).clamp_min(tiny)[:, None]
+    fz, z = fz / scale, z / scale
+    res = (fz - z).norm(dim=1) / (fz.norm(dim=1) + tiny)
+    return torch.where(torch.isfinite(res), res, torch.full_like(res, float("inf")))
+
+
+def solve_fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, config: SolverConfig
+                      ) -> tuple[Tensor, SolveStats]:
+    """Solve ``z = f(z)`` from ``z0`` without gradient; dim 0 of ``z0`` is the batch.
+
+    Each sample stops (is frozen at the iterate that met ``tol``) as soon as its own relative
+    residual is under ``tol``; the loop ends when every sample is frozen or at ``max_iter``.
+    Samples never meeting ``tol`` return their lowest-residual iterate.
+    """
+    with torch.no_grad():
+        return _solve(f, z0, config)
+
+
+def _solve(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig
+           ) -> tuple[Tensor, SolveStats]:
+    shape, bsz = z0.shape, z0.shape[0]
+    dev = z0.device
+
+    def fflat(v: Tensor) -> Tensor:
+        return f(v.reshape(shape)).reshape(bsz, -1)
+
+    m = cfg.anderson_m if cfg.solver == "anderson" else 1
+    x = z0.reshape(bsz, -1).clone()
+    X = x.new_zeros(bsz, m, x.shape[1])  # iterates
+    F = x.new_zeros(bsz, m, x.shape[1])  # f(iterates)
+    best = x.clone()
+    best_res = torch.full((bsz,), float("inf"), device=dev, dtype=x.dtype)
+    iters = torch.full((bsz,), cfg.max_iter, device=dev, dtype=torch.long)
+    converged = torch.zeros(bsz, dtype=torch.bool, device=dev)
+    frozen = torch.zeros_like(converged)
+
+    for k in range(cfg.max_iter):  # k + 1 evaluations of f after this iteration
+        if k > 0:
+            x = _next_iterate(X, F, k, cfg)
+            x = torch.where(frozen[:, None], best, x)
+        fx = fflat(x)
+        X[:, k % m], F[:, k % m] = x, fx
+        res = relative_residual(fx, x)
+        diverged = ~(torch.isfinite(x).all(1) & torch.isfinite(fx).all(1))
+        improve = ~frozen & ~diverged & (res < best_res)
+        best = torch.where(improve[:, None], x, best)
+        best_res = torch.where(improve, res, best_res)
+        newly = ~frozen & ~diverged & (res <= cfg.tol)
+        iters = torch.where(newly, torch.full_like(iters, k + 1), iters)
+        converged |= newly
+        frozen |= newly | diverged
+        if bool(frozen.all()):
+            break
+    return best.reshape(shape), SolveStats(iters, best_res, converged)
+
+
+def _next_iterate(X: Tensor, F: Tensor, k: int, cfg: SolverConfig) -> Tensor:
+    """Next iterate: plain ``f(x_{k-1})``, or Anderson's mix of the last ``m`` iterates."""
+    m = X.shape[1]
+    plain = F[:, (k - 1) % m]
+    n = min(k, m)
+    if cfg.solver != "anderson" or n < 2:
+        return plain
+    G = F[:, :n] - X[:, :n]  # residuals of the history, (batch, n, d)
+    GG = G @ G.transpose(1, 2)
+    scale = GG.diagonal(dim1=1, dim2=2).amin(1).clamp_min(torch.finfo(X.dtype).tiny)
+    bsz = X.shape[0]
+    H = X.new_zeros(bsz, n + 1, n + 1)
+    H[:, 0, 1:] = H[:, 1:, 0] = 1
+    eye = torch.eye(n, dtype=X.dtype, device=X.device)
+    H[:, 1:, 1:] = GG + cfg.anderson_lam * scale[:, None, None] * eye
+    y = X.new_zeros(bsz, n + 1, 1)
+    y[:, 0] = 1
+    sol, info = torch.linalg.solve_ex(H, y)  # min ||G^T a|| s.t. sum(a) = 1
+    alpha = sol[:, 1:, 0]
+    mixed = cfg.anderson_beta * torch.einsum("bn,bnd->bd", alpha, F[:, :n])
+    if cfg.anderson_beta != 1.0:
+        mixed = mixed + (1 - cfg.anderson_beta) * torch.einsum("bn,bnd->bd", alpha, X[:, :n])
+    ok = (info == 0) & torch.isfinite(alpha).all(1) & torch.isfinite(mixed).all(1)
+    return torch.where(ok[:, None], mixed, plain)
+
+
+class SolverStatsTracker:
+    """Running statistics of the solves of one module, reported per run (a health signal).
+
+    Sums stay on the solves' device (no synchronisation per call) until :meth:`summary`.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._sums: dict[str, Tensor | float] = {}
+
+    def _add(self, key: str, value: Tensor | float) -> None:
+        self._sums[key] = self._sums.get(key, 0.0) + value
+
+    def record_forward(self, stats: SolveStats) -> None:
+        self._add("solves", 1.0)
+        self._add("fwd_samples", float(stats.iterations.numel()))
+        self._add("fwd_iter", stats.iterations.sum().float())
+        self._add("fwd_res", stats.residual.sum().float())
+        self._add("fwd_nc", (~stats.converged).sum().float())
+
+    def record_backward(self, stats: SolveStats) -> None:
+        assert stats.backward_iterations is not None and stats.backward_residual is not None
+        self._add("bwd_samples", float(stats.backward_iterations.numel()))
+        self._add("bwd_iter", stats.backward_iterations.sum().float())
+        self._add("bwd_res", stats.backward_residual.sum().float())
+        self._add("bwd_nc", (~stats.backward_converged).sum().float())
+
+    def summary(self) -> dict[str, float]:
+        """Means per sample and counts of non-converged sample solves; backward keys only once a
+        backward solve ran (none for eval or for the one-step / phantom gradients)."""
+        s = {k: float(v) for k, v in self._sums.items()}
+        out: dict[str, float] = {}
+        if s.get("fwd_samples"):
+            n = s["fwd_samples"]
+            out.update(solves=s["solves"], fwd_iterations_mean=s["fwd_iter"] / n,
+                       fwd_residual_mean=s["fwd_res"] / n, fwd_not_converged=s["fwd_nc"])
+        if s.get("bwd_samples"):
+            n = s["bwd_samples"]
+            out.update(bwd_iterations_mean=s["bwd_iter"] / n, bwd_residual_mean=s["bwd_res"] / n,
+                       bwd_not_converged=s["bwd_nc"])
+        return out
+
+
+@dataclass
+class _BackwardState:
+    f_at_star: Tensor  # f(z_leaf), a separate graph used only for vector-Jacobian products
+    z_leaf: Tensor
+    config: SolverConfig
+    stats: SolveStats
+    tracker: SolverStatsTracker | None
+
+
+class _ImplicitGradient(torch.autograd.Function):
+    """Identity forward; backward maps g to ``u = (I - J^T)^{-1} g`` (eq. 6)."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, state: _BackwardState) -> Tensor:  # type: ignore[override]
+        ctx.state = state
+        return z.clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        st: _BackwardState = ctx.state
+
+        def adjoint(u: Tensor) -> Tensor:
+            (jtu,) = torch.autograd.grad(st.f_at_star, st.z_leaf, u, retain_graph=True,
+                                         allow_unused=True)
+            return grad if jtu is None else jtu + grad
+
+        u, bstats = solve_fixed_point(adjoint, grad, st.config.for_backward())
+        st.stats.backward_iterations = bstats.iterations
+        st.stats.backward_residual = bstats.residual
+        st.stats.backward_converged = bstats.converged
+        if st.tracker is not None:
+            st.tracker.record_backward(st.stats)
+        return u, None
+
+
+def deq_fixed_point(f: Callable[[Tensor], Tensor], z0: Tensor, config: SolverConfig,
+                    tracker: SolverStatsTracker | None = None) -> tuple[Tensor, SolveStats]:
+    """Equilibrium layer output for use inside ``nn.Module.forward``.
+
+    ``f`` closes over the module's parameters and input; gradients reach both. Returns the
+    layer output and the solve's statistics (recorded in ``tracker`` too). With gradients
+    enabled the output is one differentiable step ``f(z*)`` (equal to ``z*`` to within ``tol``)
+    whose gradient is corrected per ``config.backward``: ``implicit`` (exact, eqs. 5-6),
+    ``one_step`` (Jacobian-free: ``J`` taken as 0) or ``phantom`` (damped unrolled steps).
+
+    The layer runs in float32 outside autocast: under bf16 the relative residual floors near
+    1e-3, so a solve would always run to ``max_iter`` (a half-precision ``z0`` is upcast; ``f``
+    must accept float32 ``z``).
+    """
+    with torch.autocast(z0.device.type, enabled=False):
+        if z0.dtype in (torch.float16, torch.bfloat16):
+            z0 = z0.float()
+        return _deq(f, z0, config, tracker)
+
+
+def _deq(f: Callable[[Tensor], Tensor], z0: Tensor, config: SolverConfig,
+         tracker: SolverStatsTracker | None) -> tuple[Tensor, SolveStats]:
+    z_star, stats = solve_fixed_point(f, z0.detach(), config)
+    if tracker is not None:
+        tracker.record_forward(stats)
+    if not torch.is_grad_enabled():
+        return z_star, stats
+    if config.backward == "phantom":
+        z = z_star
+        for _ in range(config.phantom_steps):
+            z = (1 - config.phantom_damping) * z + config.phantom_damping * f(z)
+        return z, stats
+    z_out = f(z_star)
+    if config.backward == "one_step" or not z_out.requires_grad:
+        return z_out, stats
+    z_leaf = z_star.clone().requires_grad_()
+    state = _BackwardState(f(z_leaf), z_leaf, config, stats, tracker)
+    return _ImplicitGradient.apply(z_out, state), stats
