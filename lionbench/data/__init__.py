@@ -1,18 +1,24 @@
 """Dataset registry: ``register_dataset``, ``get_dataset``, ``list_datasets``.
 
 Names are registered specs (``digits``, ``cifar10``, ...), ``folder:PATH`` for a user's tree,
-or a registered name with a derivation suffix (see ``register_derivation``).
+or either with derivation suffixes (``-lt-ir100``, ``-8shot``; see ``register_derivation``).
+A ``folder:PATH`` whose PATH exists as written is taken literally, so a folder may have a name
+that looks like a suffix (``folder:data/pets-8shot``); otherwise suffixes are peeled off the end
+(``folder:data/cifar10-jpeg-lt-ir100`` is ``data/cifar10-jpeg`` made long-tailed).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from lionbench.errors import UnknownNameError
 
 from .base import DatasetSpec, ImageSet
 from .builtin import BUILTIN_DATASETS, folder_spec
+from .derive import DERIVATIONS
+from .suite import SUITE_DATASETS
 
 __all__ = ["DatasetSpec", "ImageSet", "get_dataset", "list_datasets", "register_dataset",
            "register_derivation"]
@@ -41,14 +47,20 @@ def get_dataset(name: str) -> DatasetSpec:
     """The spec for ``name``, or an error listing the valid names."""
     if name in _REGISTRY:
         return _REGISTRY[name]
+    folder = name.startswith("folder:")
+    if folder and Path(name[len("folder:"):]).expanduser().is_dir():
+        return folder_spec(name[len("folder:"):])
     for pattern, build in _DERIVATIONS:
         match = pattern.fullmatch(name)
         if match:
             return build(get_dataset(match.group("base")), match)
-    if name.startswith("folder:"):
+    if folder:
         return folder_spec(name[len("folder:"):])
-    raise UnknownNameError("dataset", name, list(_REGISTRY) + ["folder:PATH"])
+    raise UnknownNameError("dataset", name,
+                           list(_REGISTRY) + ["folder:PATH", "NAME-lt-irR", "NAME-Kshot"])
 
 
-for _spec in BUILTIN_DATASETS:
+for _spec in BUILTIN_DATASETS + SUITE_DATASETS:
     register_dataset(_spec)
+for _pattern, _build in DERIVATIONS:
+    register_derivation(_pattern, _build)

@@ -44,6 +44,8 @@ class ImageSet:
 
 
 Loader = Callable[[Path | None, str], ImageSet]
+# (train split, run seed, val_fraction) -> (train, val): a run's own split of the train split
+TrainValSplit = Callable[[ImageSet, int, float], tuple[ImageSet, ImageSet]]
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,37 @@ class DatasetSpec:
     locate: Callable[[Path | None], Path | None] | None = None  # where it looks; None: bundled
     splits: dict[str, int] = field(default_factory=dict)  # known split sizes, for listings
     group: str = "paper"
+    # Seed-dependent choice of a run's train and val sets (K-shot); None: the default below
+    train_val: TrainValSplit | None = None
 
     def load(self, root: Path | None, split: str) -> ImageSet:
         data = self.loader(root, split)
         if len(data.classes) != self.num_classes:
             raise DatasetError(f"dataset '{self.name}' has {len(data.classes)} classes in its "
                                f"{split} split, expected {self.num_classes}; layout: {self.layout}")
+        if len(data) and (int(data.labels.min()) < 0
+                          or int(data.labels.max()) >= self.num_classes):
+            raise DatasetError(f"dataset '{self.name}': labels of its {split} split fall outside "
+                               f"0..{self.num_classes - 1}; layout: {self.layout}")
         return data
+
+    def load_train_val(self, root: Path | None, seed: int, val_fraction: float
+                       ) -> tuple[ImageSet, ImageSet]:
+        """The train and validation sets of one run; the test split is never touched.
+
+        ``train_val`` decides where it is set (K-shot: K per class chosen by the seed, validation
+        from the rest); else the dataset's own ``val`` split where it has one; else a seeded,
+        stratified ``val_fraction`` hold-out of the train split.
+        """
+        train = self.load(root, "train")
+        if self.train_val is not None:
+            return self.train_val(train, seed, val_fraction)
+        if "val" in self.splits:
+            return train, self.load(root, "val")
+        from .pipeline import stratified_split  # pipeline imports this module
+
+        keep, held = stratified_split(train.labels, val_fraction, seed)
+        return train.subset(keep), train.subset(held)
 
     def is_present(self, root: Path | None) -> bool:
         if self.locate is None:
