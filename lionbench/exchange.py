@@ -1,0 +1,167 @@
+"""Moving runs between databases: export to CSV / JSON, import an export or another database.
+
+Why: runs are gathered in several places (a cluster, a laptop, a colleague's GPU) and compared
+in one. An export holds one record per run: every column of the ``runs`` table but the local
+``id`` -- its config, status, metrics, and provenance (git commit and dirty flag, protocol
+version, package versions, host, device, times). JSON keeps ``config``, ``extra`` and
+``versions`` nested; CSV holds them as JSON strings (``config`` in its canonical form).
+
+Import rules (``import_runs``):
+
+- A run's identity is its ``run_hash``; a record whose hash is not the hash of its config, or
+  whose method / backbone / dataset / seed disagree with its config, is rejected as corrupt.
+- A run already present is skipped, and a done run is never overwritten. One exception, on
+  purpose: an imported *done* record replaces a local *pending* or *failed* run of the same
+  hash, since it is the result that local run would have produced (reported as
+  ``replaced_unfinished``). A local running run is left alone.
+- ``running`` records are not imported: they hold no result yet, and a run marked running here
+  would look like a stale claim and be rerun; import again once it is done.
+- All or nothing: every record is checked before the first write, and the writes happen in one
+  transaction; any problem raises :class:`ExchangeError` and leaves the database unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from lionbench import __version__
+from lionbench.exchange_records import (
+    COLUMNS,
+    EXPORT_FORMAT,
+    JSON_COLUMNS,
+    ExchangeError,
+    display_name,
+    read_records,
+    read_rows,
+)
+from lionbench.store import SCHEMA_VERSION, Store, runs
+
+FORMATS = ("csv", "json")
+STATUS_RANK = {"done": 0, "failed": 1, "pending": 2, "running": 3}  # which duplicate wins
+
+
+@dataclass
+class ImportReport:
+    """What an import did; ``records`` counts the source's records."""
+
+    source: str
+    records: int = 0
+    added: int = 0
+    skipped_present: int = 0
+    replaced_unfinished: int = 0  # local pending/failed runs replaced by an imported done run
+    skipped_running: int = 0
+    duplicates: int = 0  # the same run_hash more than once in the source (one kept)
+
+    def summary(self) -> str:
+        parts = [f"{self.added} added"]
+        if self.replaced_unfinished:
+            parts.append(f"{self.replaced_unfinished} pending/failed run(s) replaced by done ones")
+        parts.append(f"{self.skipped_present} already present (skipped)")
+        if self.skipped_running:
+            parts.append(f"{self.skipped_running} still running (skipped)")
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate(s) in the source")
+        return f"imported {self.records} record(s) from {self.source}: {', '.join(parts)}"
+
+
+# --- export ----------------------------------------------------------------------------------
+def export_runs(store: Store, fmt: str, output: Path | TextIO | None = None,
+                status: str | None = None) -> int:
+    """Write the store's runs (or those of one ``status``) to ``output`` (a path, a text
+    stream, or stdout when None) as ``csv`` or ``json``; return how many were written."""
+    if fmt not in FORMATS:
+        raise ExchangeError(f"invalid export format '{fmt}'; valid: {', '.join(FORMATS)}")
+    rows = read_rows(store, status)
+    buf = io.StringIO()
+    if fmt == "json":
+        records = [{k: (json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v)
+                    for k, v in row.items()} for row in rows]
+        json.dump({"format": EXPORT_FORMAT, "schema_version": SCHEMA_VERSION,
+                   "lionbench": __version__, "exported_at": _now(), "runs": records},
+                  buf, indent=1)
+        buf.write("\n")
+    else:
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+    if output is None:
+        sys.stdout.write(buf.getvalue())
+    elif isinstance(output, Path | str):
+        path = Path(output)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(buf.getvalue(), encoding="utf-8")
+        except OSError as exc:
+            raise ExchangeError(f"cannot write '{path}': {exc.strerror or exc}") from None
+    else:
+        output.write(buf.getvalue())
+    return len(rows)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+# --- import ----------------------------------------------------------------------------------
+def import_runs(store: Store, source: str | Path) -> ImportReport:
+    """Merge runs from an export (.csv / .json) or another database (SQLite file or URL)."""
+    name = display_name(source)
+    records = read_records(source)  # all checked before the first write
+    report = ImportReport(name, records=len(records))
+    chosen: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        old = chosen.get(rec["run_hash"])
+        if old is not None:
+            report.duplicates += 1
+            if STATUS_RANK[rec["status"]] >= STATUS_RANK[old["status"]]:
+                continue
+        chosen[rec["run_hash"]] = rec
+    try:
+        with store.engine.begin() as conn:
+            hashes, local = list(chosen), {}
+            for start in range(0, len(hashes), 500):
+                rows = conn.execute(select(runs.c.run_hash, runs.c.status)
+                                    .where(runs.c.run_hash.in_(hashes[start:start + 500])))
+                local.update({h: s for h, s in rows})
+            for h, rec in chosen.items():
+                if rec["status"] == "running":
+                    report.skipped_running += 1
+                elif h not in local:
+                    conn.execute(insert(runs).values(**rec))
+                    report.added += 1
+                elif rec["status"] == "done" and local[h] in ("pending", "failed"):
+                    res = conn.execute(update(runs).where(
+                        runs.c.run_hash == h, runs.c.status.in_(("pending", "failed")))
+                        .values(**rec))
+                    if res.rowcount:
+                        report.replaced_unfinished += 1
+                    else:
+                        report.skipped_present += 1
+                else:
+                    report.skipped_present += 1
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ExchangeError(f"import from {name} failed, nothing changed: {reason}") from None
+    return report
+
+
+__all__ = ["ExchangeError", "ImportReport", "export_runs", "import_runs", "read_rows"]

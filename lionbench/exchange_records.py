@@ -1,0 +1,230 @@
+"""Reading and checking the records of an import: from an export file or another database.
+
+Why a module of its own: an import must reject a malformed source *before* writing anything,
+with one clear line naming the record and the field; all of that checking lives here, and
+``lionbench.exchange`` only merges records that passed. A record comes out with the ``runs``
+table's column types (JSON columns as text, ``config`` in canonical form) and is checked to be
+self-consistent: its ``run_hash`` must be the hash of its config.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Boolean, Float, Integer, inspect, make_url, select
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from lionbench.config import canonical_json, config_hash
+from lionbench.errors import LionbenchError
+from lionbench.store import (
+    SCHEMA_VERSION,
+    STATUSES,
+    Store,
+    create_db_engine,
+    meta_table,
+    resolve_url,
+    runs,
+)
+
+EXPORT_FORMAT = "lionbench-runs"
+COLUMNS = [c.name for c in runs.c if c.name != "id"]
+JSON_COLUMNS = ("config", "extra", "versions")
+REQUIRED = ("run_hash", "method", "backbone", "weights", "weights_id", "dataset", "seed",
+            "config", "protocol_version", "status", "created_at")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class ExchangeError(LionbenchError):
+    """An export that cannot be written, or an import source that is missing or malformed."""
+
+
+def read_rows(store: Store, status: str | None = None) -> list[dict[str, Any]]:
+    """The runs as stored (JSON columns as text), in insertion order, without ``id``."""
+    if status is not None and status not in STATUSES:
+        raise ExchangeError(f"invalid status '{status}'; valid: {', '.join(STATUSES)}")
+    query = select(*[runs.c[name] for name in COLUMNS]).order_by(runs.c.id)
+    if status:
+        query = query.where(runs.c.status == status)
+    with store.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def read_records(source: str | Path) -> list[dict[str, Any]]:
+    """Every record of ``source``, checked and typed; raises ExchangeError on the first bad one."""
+    name = display_name(source)
+    return [coerce_record(rec, f"{name}: record {i}")
+            for i, rec in enumerate(_read_source(source), start=1)]
+
+
+def display_name(source: str | Path) -> str:
+    """``source`` for messages: a database URL with its password hidden."""
+    text = str(source)
+    if "://" not in text:
+        return text
+    try:
+        return make_url(text).render_as_string(hide_password=True)
+    except ArgumentError:
+        return text.split("://", 1)[0] + "://..."
+
+
+def _read_source(source: str | Path) -> list[Any]:
+    """Raw records from a file or database; format from the suffix or the SQLite header."""
+    text = str(source)
+    if "://" in text:
+        return _read_database(text)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise ExchangeError(f"import source '{path}' not found; give a .csv or .json export, "
+                            "an SQLite database, or a database URL")
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+        if head == SQLITE_MAGIC:
+            return _read_database(str(path))
+        if path.suffix.lower() == ".json":
+            return _read_json(path.read_text(encoding="utf-8-sig"), path)
+        if path.suffix.lower() == ".csv":
+            return _read_csv(path.read_text(encoding="utf-8-sig"), path)
+    except UnicodeDecodeError:
+        raise ExchangeError(f"'{path}' is not a UTF-8 text export") from None
+    except OSError as exc:
+        raise ExchangeError(f"cannot read '{path}': {exc.strerror or exc}") from None
+    raise ExchangeError(f"cannot tell the format of '{path}'; expected a .csv or .json export "
+                        "or an SQLite database")
+
+
+def _read_database(url: str) -> list[Any]:
+    """Rows of another lionbench database, read only: an older schema is read as it is (its
+    missing columns come out empty), never migrated, so importing leaves the source alone."""
+    engine = create_db_engine(resolve_url(url))  # a StoreError for a malformed URL
+    safe = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            if not all(engine.dialect.has_table(conn, t) for t in ("meta", "runs")):
+                raise ExchangeError(f"'{safe}' is not a lionbench database")
+            version = conn.execute(select(meta_table.c.value).where(
+                meta_table.c.key == "schema_version")).scalar()
+            if int(version or 0) > SCHEMA_VERSION:
+                raise ExchangeError(f"'{safe}' has schema {version}, newer than this lionbench "
+                                    f"({SCHEMA_VERSION}); upgrade lionbench")
+            have = {c["name"] for c in inspect(conn).get_columns("runs")}
+            query = select(*[runs.c[n] for n in COLUMNS if n in have]).order_by(runs.c.id)
+            return [dict(r) for r in conn.execute(query).mappings()]
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ExchangeError(f"cannot read database '{safe}': {reason}") from None
+    finally:
+        engine.dispose()
+
+
+def _read_json(text: str, path: Path) -> list[Any]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ExchangeError(f"'{path}' is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    if isinstance(doc, dict):
+        if doc.get("format") not in (None, EXPORT_FORMAT) or not isinstance(doc.get("runs"), list):
+            raise ExchangeError(f"'{path}' is not a lionbench export: expected an object with "
+                                f"format '{EXPORT_FORMAT}' and a list 'runs'")
+        if int(doc.get("schema_version") or 0) > SCHEMA_VERSION:
+            raise ExchangeError(f"'{path}' comes from a newer lionbench (schema "
+                                f"{doc['schema_version']} > {SCHEMA_VERSION}); upgrade lionbench")
+        doc = doc["runs"]
+    if not isinstance(doc, list):
+        raise ExchangeError(f"'{path}' is not a lionbench export: expected a list of runs")
+    return doc
+
+
+def _read_csv(text: str, path: Path) -> list[Any]:
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if not reader.fieldnames:
+            raise ExchangeError(f"'{path}' is empty; expected a header row")
+        missing = [c for c in REQUIRED if c not in reader.fieldnames]
+        if missing:
+            raise ExchangeError(f"'{path}' is not a lionbench export: columns missing: "
+                                f"{', '.join(missing)}")
+        rows = list(reader)
+    except csv.Error as exc:
+        raise ExchangeError(f"'{path}' is not valid CSV: {exc}") from None
+    for i, row in enumerate(rows, start=1):
+        if None in row or None in row.values():
+            raise ExchangeError(f"'{path}': record {i} (line {i + 1}) has the wrong number "
+                                "of fields")
+    return rows
+
+
+def coerce_record(rec: Any, where: str) -> dict[str, Any]:
+    """One record, checked and converted to the column types; raises ExchangeError."""
+    if not isinstance(rec, dict):
+        raise ExchangeError(f"{where}: expected an object of column values")
+    unknown = sorted(set(rec) - set(COLUMNS) - {"id"})
+    if unknown:
+        raise ExchangeError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
+    out: dict[str, Any] = {}
+    for name in COLUMNS:
+        col, value = runs.c[name], rec.get(name)
+        if isinstance(value, str) and value == "" and name != "tags":
+            value = None
+        try:
+            out[name] = None if value is None else _convert(name, col.type, value)
+        except (TypeError, ValueError):
+            raise ExchangeError(f"{where}: field '{name}' has an invalid value "
+                                f"{str(value)[:60]!r}") from None
+    missing = [name for name in REQUIRED if out[name] is None]
+    if missing:
+        raise ExchangeError(f"{where}: required field(s) missing: {', '.join(missing)}")
+    out["tags"] = out["tags"] or ""
+    out["attempts"] = out["attempts"] or 0
+    if out["status"] not in STATUSES:
+        raise ExchangeError(f"{where}: invalid status '{out['status']}'; valid: "
+                            f"{', '.join(STATUSES)}")
+    config = json.loads(out["config"])
+    if not isinstance(config, dict):
+        raise ExchangeError(f"{where}: field 'config' must be an object")
+    if config_hash({k: v for k, v in config.items() if k != "weights"}) != out["run_hash"]:
+        raise ExchangeError(f"{where}: run_hash {out['run_hash']} is not the hash of its config "
+                            "(corrupt or edited record)")
+    for key in ("method", "backbone", "dataset", "seed"):
+        if config.get(key) != out[key]:
+            raise ExchangeError(f"{where}: field '{key}' ({out[key]!r}) disagrees with its "
+                                f"config ({config.get(key)!r})")
+    out["config"] = canonical_json(config)
+    return out
+
+
+def _convert(name: str, kind: Any, value: Any) -> Any:
+    if name in JSON_COLUMNS:
+        parsed = json.loads(value) if isinstance(value, str) else value
+        if not isinstance(parsed, dict):
+            raise ValueError(name)
+        return json.dumps(parsed, sort_keys=True)
+    if isinstance(kind, Boolean):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("true", "false", "1", "0"):
+            raise ValueError(value)
+        return text in ("true", "1")
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(kind, Integer):
+        number = float(value) if isinstance(value, str) and "." in value else value
+        if isinstance(number, float) and not number.is_integer():
+            raise ValueError(value)
+        return int(number)
+    if isinstance(kind, Float):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+__all__ = ["COLUMNS", "EXPORT_FORMAT", "ExchangeError", "JSON_COLUMNS", "coerce_record",
+           "display_name", "read_records", "read_rows"]
