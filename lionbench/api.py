@@ -12,9 +12,12 @@ from typing import Any
 
 from lionbench.config import PROTOCOL_VERSION, parse_set_options
 from lionbench.errors import ConfigError
+from lionbench.executors import ExecOptions
 from lionbench.matrix import Matrix, expand_matrix, load_matrix_file, parse_seeds, split_names
 from lionbench.runner import Plan, RunSummary, plan_runs, run_plan
 from lionbench.store import Store
+
+TABLE_FORMATS = ("rich", "markdown", "latex", "csv")
 
 
 def create_matrices(config_file: Path | None = None, methods: str | list[str] | None = None,
@@ -62,13 +65,16 @@ def run_matrix(config_file: Path | None = None, *, methods: str | None = None,
                backbones: str | None = None, datasets: str | None = None,
                seeds: str | None = None, overrides: dict[str, Any] | None = None,
                weights: str | None = None, db: str | None = None, force: bool = False,
-               data_root: Path | None = None, device: str = "auto") -> RunSummary:
-    """Plan and run a matrix in this process (the CLI's ``run`` without the progress bars)."""
+               data_root: Path | None = None, device: str = "auto", executor: str = "inline",
+               options: ExecOptions | None = None) -> RunSummary:
+    """Plan and run a matrix (the CLI's ``run`` without the progress bars): in this process, or
+    with ``executor`` ``local``/``ray``/``slurm`` and its ``options`` (lionbench.executors)."""
     matrices = create_matrices(config_file, methods, backbones, datasets, seeds, overrides,
                                weights)
     store = Store(db)
     plan = plan_runs(store, expand_matrix(matrices))
-    return run_plan(store, plan, force=force, data_root=data_root, device=device)
+    return run_plan(store, plan, force=force, data_root=data_root, device=device,
+                    executor=executor, options=options)
 
 
 def load_done_runs(store: Store, hashes: list[str] | None = None):  # -> pandas.DataFrame
@@ -81,11 +87,17 @@ def load_done_runs(store: Store, hashes: list[str] | None = None):  # -> pandas.
 
 def render_stored_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
                         preset: str | None = None, compare: str | None = None,
-                        clean_only: bool = False) -> Any:
+                        clean_only: bool = False, method_order: tuple[str, ...] | None = None
+                        ) -> Any:
     """The comparison table of the store's done runs, rendered in ``fmt``."""
     from lionbench.tables import build_table, render_table
 
     runs = load_done_runs(store, hashes)
-    table = build_table(runs, preset=preset, clean_only=clean_only, compare=compare,
-                        current_protocol=PROTOCOL_VERSION)
+    try:
+        table = build_table(runs, preset=preset, clean_only=clean_only, compare=compare,
+                            current_protocol=PROTOCOL_VERSION, method_order=method_order)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if fmt not in TABLE_FORMATS:
+        raise ConfigError(f"unknown table format '{fmt}'; valid: {', '.join(TABLE_FORMATS)}")
     return render_table(table, fmt)

@@ -54,6 +54,9 @@ BUILTIN_BACKBONES = {
         BackboneSpec("mobilenetv2_100", "mobilenetv2_100", "MobileNetV2 (CPU-scale study)"),
         BackboneSpec("test_resnet", "test_resnet", "tiny timm ResNet for tests", image_size=32),
         BackboneSpec("test_vit", "test_vit", "tiny timm ViT for tests", image_size=32),
+        BackboneSpec("test_swin", "swin_tiny_patch4_window7_224", "tiny timm Swin for tests",
+                     image_size=32, kwargs={"embed_dim": 16, "depths": (2, 2), "num_heads": (1, 2),
+                                            "window_size": 4, "img_size": 32}),
     ]
 }
 
@@ -110,7 +113,18 @@ def resolve_weights_id(name: str, weights: str) -> str:
     if not path.is_file():
         raise WeightsError(f"weights file '{weights}' not found; --weights takes 'pretrained', "
                            "'none', or a path to a .safetensors / torch state-dict file")
+    check_weights_file(name, path)
     return "sha256:" + file_digest(path)
+
+
+@lru_cache(maxsize=32)
+def check_weights_file(name: str, path: Path) -> None:
+    """Fail before anything runs if ``path`` does not fit backbone ``name`` (built on the meta
+    device: no memory, no time)."""
+    with torch.device("meta"):
+        model = _create_timm(get_backbone_spec(name).timm_name, 10, False,
+                             dict(get_backbone_spec(name).kwargs))
+    check_state_dict(model, read_state_dict(path), path)
 
 
 @lru_cache(maxsize=32)
@@ -195,7 +209,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def load_weights_file(model: nn.Module, path: Path) -> None:
     """Load a checkpoint into ``model``, ignoring the classifier; name every mismatching key."""
-    state = read_state_dict(path)
+    state = check_state_dict(model, read_state_dict(path), path)
+    model.load_state_dict(state, strict=False)
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], path: Path
+                     ) -> dict[str, torch.Tensor]:
+    """The state without classifier keys; a WeightsError naming every mismatching key."""
     own = model.state_dict()
     head_keys = {f"{n}" for n, _ in _classifier_state_names(model)}
     state = {k: v for k, v in state.items() if k not in head_keys}
@@ -210,7 +230,7 @@ def load_weights_file(model: nn.Module, path: Path) -> None:
     if problems:
         raise WeightsError(f"weights file '{path}' does not fit {type(model).__name__}: "
                            + "; ".join(problems))
-    model.load_state_dict(state, strict=False)
+    return state
 
 
 def _classifier_state_names(model: nn.Module) -> list[tuple[str, torch.Tensor]]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lionbench.runner import Plan, RunSummary, run_plan
@@ -82,13 +80,37 @@ def print_status(console: Console, store: Store) -> None:
         console.print(r)
     failed = store.list_runs("failed")
     if len(failed):
-        f = Table("hash", "method", "backbone", "dataset", "seed", "reason", title="failed")
+        console.print("[bold]failed runs[/]:")
         for row in failed.itertuples():
-            f.add_row(row.run_hash, row.method, row.backbone, row.dataset, str(row.seed),
-                      str(row.failure_reason))
-        console.print(f)
+            console.print(f"  {row.run_hash} {row.method} / {row.backbone} / {row.dataset} / "
+                          f"seed {row.seed} (attempt {row.attempts}): {row.failure_reason}",
+                          highlight=False, markup=False, soft_wrap=True)
         console.print("retry them with `lionbench run ... --retry-failed`")
 
 
-def default_db_path() -> Path:
-    return Path("results/lionbench.db")
+def print_params(console: Console, records: list[dict[str, Any]], fmt: str) -> None:
+    """Parameter counts as a rich table, JSON (one object per record) or CSV."""
+    if fmt == "json":
+        import json
+
+        console.print_json(json.dumps(records, default=str))
+        return
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        keys = ["backbone", "method", "num_classes", "trainable", "trainable_without_head",
+                "head", "total"]
+        writer = csv.DictWriter(buf, keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+        console.print(buf.getvalue(), end="", markup=False, highlight=False)
+        return
+    t = Table("backbone", "method", "trainable", "without head", "head", "total",
+              "by component")
+    for r in records:
+        parts = ", ".join(f"{k} {v:,}" for k, v in r["by_component"].items())
+        t.add_row(r["backbone"], r["method"], f"{r['trainable']:,}",
+                  f"{r['trainable_without_head']:,}", f"{r['head']:,}", f"{r['total']:,}", parts)
+    console.print(t)

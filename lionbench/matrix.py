@@ -68,6 +68,16 @@ def parse_seeds(value: str | list[int] | int | None) -> list[int]:
         raise ConfigError(f"invalid seeds '{value}'; expected integers like 0,1,2") from None
 
 
+def coerce_number(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-5`` (no dot) as a string; take it as the number it means."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> list[Matrix]:
     """Read a YAML matrix; ``overrides`` (from ``--set``) apply on top of the file's ``set``."""
     try:
@@ -94,7 +104,8 @@ def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> lis
             raise ConfigError(f"config file '{path}': each entry of 'runs' must be a mapping "
                               f"with keys among {', '.join(sorted(MATRIX_KEYS - {'runs'}))}")
         merged = {**doc, **block}
-        sets = {**(doc.get("set") or {}), **(block.get("set") or {}), **(overrides or {})}
+        sets = {**(doc.get("set") or {}), **(block.get("set") or {})}
+        sets = {k: coerce_number(v) for k, v in sets.items()} | dict(overrides or {})
         matrices.append(Matrix(
             methods=split_names(merged.get("methods")),
             backbones=split_names(merged.get("backbones")),

@@ -50,6 +50,7 @@ class Row:
     weights: str  # normalised: "pretrained", "none" or a path
     backbone_label: str
     method_label: str  # includes the "(weights=...)" suffix where the weights are unusual
+    settings: str = ""  # method settings that differ from the registered defaults, "k=v, ..."
 
 
 @dataclass
@@ -151,9 +152,27 @@ def _normalise(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
         ("pretrained" if str(w) in PRETRAINED_ALIASES else str(w))
         for m, w in zip(df["method"], weights, strict=True)
     ]
+    df["_settings"] = [_settings_label(m, c) for m, c in zip(
+        df["method"], df["config"] if "config" in df.columns else [None] * len(df), strict=True)]
     df["_value"] = pd.to_numeric(df[metric], errors="coerce")
     df["_dirty"] = df["git_dirty"].astype(object).map(lambda v: bool(v) if pd.notna(v) else False)
     return df
+
+
+def _settings_label(method: str, config: Any) -> str:
+    """``"tau=0.2, deq_layers=2"``: the run's method settings that differ from the registered
+    defaults, so that a sweep (Figure 3) gets one row per value instead of one merged mean."""
+    if not isinstance(config, dict) or not isinstance(config.get("method_config"), dict):
+        return ""
+    from lionbench.errors import LionbenchError
+    from lionbench.methods import get_method
+
+    try:
+        defaults = get_method(method).make_config().to_dict()
+    except LionbenchError:
+        return ""
+    return ", ".join(f"{k}={v}" for k, v in config["method_config"].items()
+                     if k in defaults and defaults[k] != v)
 
 
 def _order(values: list[str], first: tuple[str, ...]) -> list[str]:
@@ -164,13 +183,15 @@ def _order(values: list[str], first: tuple[str, ...]) -> list[str]:
 
 def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = "test_top1",
                 clean_only: bool = False, current_protocol: int | None = None,
-                compare: str | None = None) -> ComparisonTable:
+                compare: str | None = None, method_order: tuple[str, ...] | None = None
+                ) -> ComparisonTable:
     """Aggregate runs into a paper-style comparison table.
 
     ``preset`` ("table1".."table4") uses the paper's exact rows, columns and labels (rows or
     cells without runs show "-"; runs outside the layout are left out and counted in
     ``excluded``); without it, backbones come in order of first appearance, methods and
     datasets in the paper's order, then the others alphabetically, labelled by our ids.
+    ``method_order`` overrides the paper's method order (``ablate`` uses Table 4's).
     ``current_protocol`` defaults to ``lionbench.config.PROTOCOL_VERSION``; runs without a
     protocol version (e.g. the paper's pseudo-runs) are never flagged for it.
     """
@@ -208,12 +229,13 @@ def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = 
         columns = [Column(c.dataset, c.label, c.group) for c in p.columns]
         drop(~(df["backbone"].isin(bb_labels) & df["method"].isin(p.methods)
                & df["dataset"].isin([c.dataset for c in columns])), "outside the preset")
+        drop(df["_settings"] != "", "non-default method settings (sweeps)")
         backbones, methods = list(bb_labels), list(p.methods)
         title, show_params, params_label = p.title, p.params, "Params"
     else:
         bb_labels = {}
         backbones = list(dict.fromkeys(df["backbone"]))
-        methods = _order(list(df["method"]), ref.METHOD_ORDER)
+        methods = _order(list(df["method"]), method_order or ref.METHOD_ORDER)
         columns = [Column(d, d) for d in _order(list(df["dataset"]), ref.DATASET_ORDER)]
         title = f"{metric}: mean \u00b1 std over seeds"
         show_params, params_label = True, "Params (M)"
@@ -222,24 +244,29 @@ def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = 
     for bb in backbones:
         for m in methods:
             default = ref.default_weights(m)
-            found = set(df.loc[(df["backbone"] == bb) & (df["method"] == m), "weights"])
+            mine = df[(df["backbone"] == bb) & (df["method"] == m)]
+            found = set(zip(mine["weights"], mine["_settings"], strict=True))
             if preset is None and not found:
                 continue
-            variants = [default] + sorted(found - {default}, key=lambda w: (w != "none", w))
-            if preset is None and default not in found:
+            variants = [(default, "")] + sorted(found - {(default, "")},
+                                                key=lambda v: (v[0] != default, v[0] != "none", v))
+            if preset is None and (default, "") not in found:
                 variants = variants[1:]
             label = ref.METHOD_LABELS.get(m, m) if preset else m
-            for w in variants:
-                suffix = "" if w == default else f" (weights={w})"
-                rows.append(Row(bb, m, w, bb_labels.get(bb, bb), label + suffix))
+            for w, settings in variants:
+                parts = [f"weights={w}"] if w != default else []
+                parts += [settings] if settings else []
+                suffix = f" ({', '.join(parts)})" if parts else ""
+                rows.append(Row(bb, m, w, bb_labels.get(bb, bb), label + suffix, settings))
 
-    groups = {k: g for k, g in df.groupby(["backbone", "method", "weights", "dataset"])}
+    groups = {k: g for k, g in df.groupby(["backbone", "method", "weights", "_settings",
+                                           "dataset"])}
     cells, params_m, paper_params = [], [], []
     for row in rows:
         line, pmax = [], None
-        usual = row.weights == ref.default_weights(row.method)
+        usual = row.weights == ref.default_weights(row.method) and not row.settings
         for col in columns:
-            g = groups.get((row.backbone, row.method, row.weights, col.dataset))
+            g = groups.get((row.backbone, row.method, row.weights, row.settings, col.dataset))
             cell = Cell()
             if g is not None and len(g):
                 vals = g["_value"].astype(float)
