@@ -149,6 +149,9 @@ def create_backbone(name: str, num_classes: int, weights: str = "pretrained",
         load_weights_file(model, ASSETS / spec.bundled_weights)
     elif weights not in PRETRAINED and weights != "none":
         load_weights_file(model, Path(weights))
+    size = image_size or get_backbone_info(name).image_size
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    model.pretrained_cfg = {**cfg, "input_size": (3, size, size)}  # the size the run feeds it
     return model
 
 
