@@ -3,30 +3,32 @@
 Every run is inserted as ``pending`` first, then claimed one at a time with the store's atomic
 claim, so an interrupted matrix resumes where it stopped and several workers can share one
 matrix. A run that raises is stored as ``failed`` with its reason and the matrix goes on;
-Ctrl-C puts the run in hand back to ``pending``.
+Ctrl-C puts the run in hand back to ``pending``, to resume from its last epoch checkpoint.
+Where the runs train is an executor's business (lionbench.executors): this process by default.
+torch is imported only when this process trains.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import threading
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+import socket
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lionbench.config import RunConfig, run_config_from_dict
-from lionbench.provenance import device_name, git_state, host_name, package_versions
+from lionbench.executors import EventFn, ExecOptions, get_executor
+from lionbench.executors.work import METRICS, config_of, execute_claimed, failure_reason, worker_id
 from lionbench.store import Store
-from lionbench.train import RunResult, select_device, train_run
 
-EventFn = Callable[[str, dict[str, Any]], None]
-STALE_AFTER = timedelta(minutes=10)
-HEARTBEAT_SECONDS = 30.0
+if TYPE_CHECKING:
+    import torch
+
+    from lionbench.train import RunResult
+
+STALE_AFTER = timedelta(minutes=10)  # at the start of a run: silent this long = lost
 
 
 @dataclass
@@ -56,6 +58,7 @@ class RunSummary:
     failed: int = 0
     skipped: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    pending: int = 0  # left pending or running (interrupted, or held by another driver)
 
 
 def plan_runs(store: Store, configs: list[RunConfig]) -> Plan:
@@ -63,23 +66,24 @@ def plan_runs(store: Store, configs: list[RunConfig]) -> Plan:
     return Plan(configs, {c.run_hash: stored.get(c.run_hash) for c in configs})
 
 
-def worker_id() -> str:
-    return f"{host_name()}:{os.getpid()}"
-
-
-def reclaim_stale(store: Store, hashes: list[str]) -> int:
-    """Runs left ``running`` by a dead process on this host, or silent for too long -> pending."""
+def reclaim_stale(store: Store, hashes: list[str],
+                  stale_after: timedelta = STALE_AFTER) -> int:
+    """Runs left ``running`` by a dead process on this host, or silent for ``stale_after``, go
+    back to pending (attempt counted). Runs held by a live local process are left alone."""
     df = store.list_runs("running")
     df = df[df.run_hash.isin(hashes)]
-    stale = []
-    now = datetime.now(timezone.utc)
-    for row in df.itertuples():
-        host, _, pid = (row.worker or "").rpartition(":")
-        dead_here = host == host_name() and pid.isdigit() and not _pid_alive(int(pid))
-        beat = datetime.fromisoformat(row.heartbeat_at) if row.heartbeat_at else None
-        if dead_here or beat is None or now - beat > STALE_AFTER:
-            stale.append(row.run_hash)
-    return store.reset_to_pending(stale, statuses=("running",))
+    dead = []
+    for worker in set(df.worker.dropna()):
+        host, _, pid = worker.partition("/")[0].rpartition(":")
+        if host == host_name() and pid.isdigit() and not _pid_alive(int(pid)):
+            dead.append(worker)
+    moved = store.requeue_lost("its worker process is gone", workers=dead, hashes=hashes)
+    return moved + store.requeue_lost(f"no heartbeat for {stale_after}", stale_after=stale_after,
+                                      hashes=hashes)
+
+
+def host_name() -> str:
+    return socket.gethostname()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -96,9 +100,15 @@ def _pid_alive(pid: int) -> bool:
 
 def run_plan(store: Store, plan: Plan, *, force: bool = False, retry_failed: bool = False,
              data_root: Path | None = None, device: str = "auto", tags: str = "",
-             on_event: EventFn | None = None) -> RunSummary:
-    """Execute the plan's runs that are not stored yet; return counts and failures."""
+             on_event: EventFn | None = None, executor: str = "inline",
+             options: ExecOptions | None = None) -> RunSummary:
+    """Execute the plan's runs that are not stored yet; return counts and failures.
+
+    ``executor``: ``inline`` (this process), ``local``, ``ray`` or ``slurm`` (lionbench.executors)
+    with ``options``; ``data_root`` and ``device`` given here win over the options' own.
+    """
     emit = on_event or (lambda kind, info: None)
+    opts = resolve_options(store, options, data_root=data_root, device=device)
     todo = plan.to_run(force, retry_failed)
     hashes = [c.run_hash for c in todo]
     summary = RunSummary(skipped=len(plan.configs) - len(todo))
@@ -108,79 +118,80 @@ def run_plan(store: Store, plan: Plan, *, force: bool = False, retry_failed: boo
     elif retry_failed:
         store.reset_to_pending(hashes, statuses=("failed",))
     reclaim_stale(store, hashes)
-    dev = select_device(device)
-    me = worker_id()
-    emit("start", {"total": len(todo), "skipped": summary.skipped, "device": str(dev)})
-    while (row := store.claim_next(me, hashes)) is not None:
-        config = run_config_from_dict(row["config"] if isinstance(row["config"], dict)
-                                      else __import__("json").loads(row["config"]))
-        emit("run", {"config": config, "row": row})
-        outcome = execute_one(store, row["id"], config, data_root, dev, emit)
-        if outcome is None:
-            summary.done += 1
-        else:
-            summary.failed += 1
-            summary.failures.append((config.run_hash, outcome))
+    if executor == "inline":
+        run_inline(store, hashes, opts, emit, summary)
+    else:
+        run = get_executor(executor)  # unknown names and missing extras fail before "start"
+        emit("start", {"total": len(todo), "skipped": summary.skipped,
+                       "device": describe_executor(executor, opts)})
+        run(store, hashes, opts, emit)
+    counts = store.status_counts(hashes)
+    summary.done, summary.failed, summary.pending = counts["done"], counts["failed"], \
+        counts["pending"] + counts["running"]
+    if summary.failed:
+        failed = store.list_runs("failed")
+        failed = failed[failed.run_hash.isin(hashes)]
+        summary.failures = list(zip(failed.run_hash, failed.failure_reason.fillna(""),
+                                    strict=True))
     emit("end", {"summary": summary})
     return summary
 
 
-def execute_one(store: Store, run_id: int, config: RunConfig, data_root: Path | None,
-                device: torch.device, emit: EventFn) -> str | None:
-    """Train one claimed run and store its outcome; return the failure reason or None."""
-    provenance = run_provenance(device)
-    stop = threading.Event()
-    beat = threading.Thread(target=_beat, args=(store, run_id, stop), daemon=True)
-    beat.start()
-    try:
-        result = train_run(config, data_root, device,
-                           progress=lambda phase, i, n: emit("progress", {"done": i, "total": n}))
-    except KeyboardInterrupt:
-        store.reset_to_pending([config.run_hash], statuses=("running",))
-        raise
-    except Exception as exc:  # stored, and the matrix goes on
-        reason = failure_reason(exc)
-        store.mark_failed(run_id, reason, provenance)
-        emit("failed", {"config": config, "reason": reason})
-        return reason
-    finally:
-        stop.set()
-        beat.join(timeout=5)
-    store.mark_done(run_id, metrics_of(result), result.extra, provenance)
-    emit("done", {"config": config, "result": result})
-    return None
+def run_inline(store: Store, hashes: list[str], opts: ExecOptions, emit: EventFn,
+               summary: RunSummary) -> None:
+    """The plain ``lionbench run``: claim and train one run after the other in this process."""
+    from lionbench.train import select_device
+
+    dev = select_device(opts.device)
+    payload = {**opts.work_payload(), "device": str(dev)}
+    emit("start", {"total": len(hashes), "skipped": summary.skipped, "device": str(dev)})
+    me = worker_id()
+    while (row := store.claim_next(me, hashes)) is not None:
+        emit("run", {"config": run_config_from_dict(config_of(row)), "row": row})
+        execute_claimed(store, row, payload, heartbeat_seconds=opts.heartbeat_seconds, emit=emit)
 
 
-def failure_reason(exc: BaseException) -> str:
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return "out of memory: " + str(exc).splitlines()[0]
-    from lionbench.errors import LionbenchError
+def resolve_options(store: Store, options: ExecOptions | None, *, data_root: Path | None,
+                    device: str) -> ExecOptions:
+    """A copy of ``options`` with what depends on the store filled in: epoch checkpoints go
+    next to a SQLite file (``<db dir>/checkpoints``), else to ``results/checkpoints``
+    (``$LIONBENCH_CHECKPOINTS`` wins); an in-memory database keeps none."""
+    opts = replace(options or ExecOptions())
+    if device != "auto":
+        opts.device = device
+    if data_root is not None:
+        opts.data_root = data_root
+    if opts.checkpoint_dir is None and opts.checkpoints:
+        database = store.engine.url.database or ""
+        if os.environ.get("LIONBENCH_CHECKPOINTS"):
+            opts.checkpoint_dir = Path(os.environ["LIONBENCH_CHECKPOINTS"])
+        elif store.engine.dialect.name != "sqlite":
+            opts.checkpoint_dir = Path("results/checkpoints")
+        elif database and database != ":memory:":
+            opts.checkpoint_dir = Path(database).resolve().parent / "checkpoints"
+    return opts
 
-    if isinstance(exc, LionbenchError):
-        return f"{type(exc).__name__}: {exc}"
-    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+
+def describe_executor(name: str, opts: ExecOptions) -> str:
+    if name == "local":
+        from lionbench.executors.local import describe
+
+        return describe(opts)
+    return {"ray": f"Ray ({opts.address or 'local cluster'})",
+            "slurm": f"Slurm via submitit ({opts.slurm.cluster or 'slurm'})"}.get(name, name)
 
 
 def metrics_of(result: RunResult) -> dict[str, Any]:
-    return {k: getattr(result, k) for k in (
-        "test_top1", "test_top5", "val_top1", "best_epoch", "params_trainable",
-        "params_trainable_no_head", "params_total", "train_seconds", "images_per_second",
-        "peak_memory_mb")}
+    return {k: getattr(result, k) for k in METRICS}
 
 
 def run_provenance(device: torch.device) -> dict[str, Any]:
-    import json
+    from lionbench.provenance import device_name, git_state, package_versions
 
     commit, dirty = git_state()
     return {"host": host_name(), "device": device_name(device), "git_commit": commit,
             "git_dirty": dirty, "versions": json.dumps(package_versions())}
 
 
-def _beat(store: Store, run_id: int, stop: threading.Event) -> None:
-    while not stop.wait(HEARTBEAT_SECONDS):
-        try:
-            store.heartbeat(run_id)
-        except Exception:  # a missed beat is not worth killing the run for
-            pass
+__all__ = ["Plan", "RunSummary", "plan_runs", "run_plan", "reclaim_stale", "failure_reason",
+           "worker_id", "metrics_of", "run_provenance"]

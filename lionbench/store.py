@@ -13,7 +13,6 @@ import json
 import math
 import os
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +31,22 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
     text,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from lionbench.config import PROTOCOL_VERSION, RunConfig, canonical_json
 from lionbench.errors import StoreError
+from lionbench.store_queue import RunQueue, claim_held, utcnow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = "results/lionbench.db"
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -71,6 +74,8 @@ runs = Table(
     Column("heartbeat_at", String(32)),
     Column("worker", String(128)),
     Column("failure_reason", Text),
+    Column("requeue_reason", Text),  # v2: why the run last went back to pending
+    Column("requeued_at", String(32)),  # v2
     Column("host", String(128)),
     Column("device", String(128)),
     Column("git_commit", String(64)),
@@ -94,22 +99,35 @@ def _v1(conn: Connection) -> None:
     metadata.create_all(conn)
 
 
+def _v2(conn: Connection) -> None:
+    """Why and when a run went back to pending (worker lost, Ctrl-C, preemption)."""
+    have = {c["name"] for c in inspect(conn).get_columns("runs")}
+    for name, sql_type in (("requeue_reason", "TEXT"), ("requeued_at", "VARCHAR(32)")):
+        if name not in have:  # a fresh database got them from _v1's create_all already
+            conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}"))
+
+
 # version -> the step that brings a database from version-1 to version
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1}
-
-
-def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
 
 
 def resolve_url(url: str | None) -> str:
     """``--db`` value, else ``$LIONBENCH_DB``, else ``results/lionbench.db``; paths become URLs."""
     url = url or os.environ.get("LIONBENCH_DB") or DEFAULT_DB
+    if url.startswith(("postgresql://", "postgres://")):  # psycopg 3, lionbench[postgres]'s driver
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if "://" not in url:
         path = Path(url).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{path}"
     return url
+
+
+def _hide_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1] if "@" in url else url
 
 
 def create_db_engine(url: str) -> Engine:
@@ -119,12 +137,13 @@ def create_db_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
         if url in ("sqlite://", "sqlite:///:memory:"):
             kwargs["poolclass"] = StaticPool
+    shown = _hide_password(url)
     try:
         engine = create_engine(url, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:
-        raise StoreError(f"invalid database URL '{url}': {exc}") from None
+        raise StoreError(f"invalid database URL '{shown}': {exc}") from None
     except ModuleNotFoundError as exc:
-        raise StoreError(f"database URL '{url}' needs the driver '{exc.name}'; "
+        raise StoreError(f"database URL '{shown}' needs the driver '{exc.name}'; "
                          "install it (e.g. pip install 'lionbench[postgres]')") from None
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
@@ -137,8 +156,10 @@ def create_db_engine(url: str) -> Engine:
     return engine
 
 
-class Store:
+class Store(RunQueue):
     """Library access to the results database; the CLI is a thin layer over these methods."""
+
+    table = runs
 
     def __init__(self, url: str | None = None, *, create: bool = True):
         self.url = resolve_url(url)
@@ -175,18 +196,32 @@ class Store:
 
     # --- writing ----------------------------------------------------------------------------
     def add_pending(self, configs: Iterable[RunConfig], tags: str = "") -> list[str]:
-        """Insert configs not yet stored as pending; return the hashes that were new."""
+        """Insert configs not yet stored as pending; return the hashes that were new.
+
+        ``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL: two drivers adding the same matrix
+        at once both succeed and each run exists once.
+        """
         configs = list(configs)
         existing = self.get_statuses([c.run_hash for c in configs])
         new = [c for c in configs if c.run_hash not in existing]
+        dialect = self.engine.dialect.name
+        inserted = []
         with self.engine.begin() as conn:
             for c in new:
-                conn.execute(insert(runs).values(
+                values = dict(
                     run_hash=c.run_hash, method=c.method, backbone=c.backbone, weights=c.weights,
                     weights_id=c.weights_id, dataset=c.dataset, seed=c.seed,
                     config=canonical_json(c.to_dict()), protocol_version=PROTOCOL_VERSION,
-                    tags=tags, status="pending", attempts=0, created_at=utcnow()))
-        return [c.run_hash for c in new]
+                    tags=tags, status="pending", attempts=0, created_at=utcnow())
+                if dialect in ("sqlite", "postgresql"):
+                    module = sqlite_dialect if dialect == "sqlite" else postgresql_dialect
+                    stmt = module.insert(runs).values(**values).on_conflict_do_nothing(
+                        index_elements=["run_hash"])
+                else:
+                    stmt = insert(runs).values(**values)
+                if conn.execute(stmt).rowcount:
+                    inserted.append(c.run_hash)
+        return inserted
 
     def reset_to_pending(self, hashes: Iterable[str], statuses: tuple[str, ...] = STATUSES
                          ) -> int:
@@ -218,23 +253,31 @@ class Store:
             row = conn.execute(stmt).mappings().first()
         return dict(row) if row else None
 
-    def heartbeat(self, run_id: int) -> None:
+    def heartbeat(self, run_id: int, attempt: int | None = None) -> bool:
+        """Record that the run's worker is alive; False once claim ``attempt`` lost the run."""
         with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.id == run_id).values(heartbeat_at=utcnow()))
+            res = conn.execute(update(runs).where(*claim_held(runs, run_id, attempt))
+                               .values(heartbeat_at=utcnow()))
+        return res.rowcount == 1
 
     def mark_done(self, run_id: int, metrics: dict[str, Any], extra: dict[str, Any],
-                  provenance: dict[str, Any]) -> None:
+                  provenance: dict[str, Any], attempt: int | None = None) -> bool:
+        """Store a result (one UPDATE: never a partial row). With ``attempt``, only while that
+        claim still holds the run, so a run requeued meanwhile is not stored twice."""
         values = {k: _clean(metrics.get(k)) for k in METRIC_COLUMNS}
         with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.id == run_id).values(
+            res = conn.execute(update(runs).where(*claim_held(runs, run_id, attempt)).values(
                 status="done", finished_at=utcnow(), failure_reason=None,
                 extra=json.dumps(extra, default=_json_default), **values, **provenance))
+        return res.rowcount == 1
 
-    def mark_failed(self, run_id: int, reason: str, provenance: dict[str, Any]) -> None:
+    def mark_failed(self, run_id: int, reason: str, provenance: dict[str, Any],
+                    attempt: int | None = None) -> bool:
         with self.engine.begin() as conn:
-            conn.execute(update(runs).where(runs.c.id == run_id).values(
+            res = conn.execute(update(runs).where(*claim_held(runs, run_id, attempt)).values(
                 status="failed", finished_at=utcnow(), failure_reason=reason[:2000],
                 **provenance))
+        return res.rowcount == 1
 
     # --- reading ----------------------------------------------------------------------------
     def get_statuses(self, hashes: list[str]) -> dict[str, str]:
@@ -267,9 +310,10 @@ class Store:
         return df
 
     def execute(self, sql: str) -> list[Any]:
-        """Raw SQL, for tests and debugging."""
+        """Raw SQL, for tests and debugging; the rows of a query, [] otherwise."""
         with self.engine.begin() as conn:
-            return list(conn.execute(text(sql)))
+            result = conn.execute(text(sql))
+            return list(result) if result.returns_rows else []
 
 
 def _clean(value: Any) -> Any:

@@ -20,17 +20,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from lionbench.accel import maybe_compile
 from lionbench.backbones import create_backbone
+from lionbench.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from lionbench.config import RunConfig
 from lionbench.data import get_dataset
 from lionbench.data.pipeline import (
     Pipeline,
     decode_images,
     iterate_batches,
-    stratified_split,
     stratified_subset,
 )
 from lionbench.errors import TrainingFailed
+from lionbench.feature_cache import cached_run
 from lionbench.methods import count_parameters, create_model, get_method
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
@@ -62,25 +64,27 @@ def select_device(name: str = "auto") -> torch.device:
 
 
 def train_run(config: RunConfig, data_root: Path | None = None, device: torch.device | None = None,
-              progress: ProgressFn | None = None, keep_model: bool = False) -> RunResult:
-    """Train and evaluate one configuration; raise on failure (the runner stores the reason)."""
+              progress: ProgressFn | None = None, keep_model: bool = False,
+              checkpoint_path: Path | None = None) -> RunResult:
+    """Train and evaluate one configuration; raise on failure (the runner stores the reason).
+
+    With ``checkpoint_path``, the loop's state is saved there at every epoch's end and a run
+    that finds the file resumes after its epoch with the same result (lionbench.checkpoint);
+    the file is deleted once the run is done.
+    """
     device = device or select_device()
     cfg = config.train
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
     use_cuda = device.type == "cuda"
 
-    # 1. data: train minus a stratified validation hold-out; test untouched until the end
+    # 1. data: train and validation (a seeded hold-out, the dataset's own val split, or K-shot's
+    # choice: DatasetSpec.load_train_val); test untouched until the end
     spec = get_dataset(config.dataset)
     pipeline = Pipeline(image_size=config.pipeline["image_size"],
                         mean=tuple(config.pipeline["mean"]), std=tuple(config.pipeline["std"]),
                         train_augment=config.pipeline["train_augment"])
-    train_set = spec.load(data_root, "train")
-    if "val" in spec.splits:
-        val_set = spec.load(data_root, "val")
-    else:
-        keep, held = stratified_split(train_set.labels, cfg.val_fraction, config.seed)
-        train_set, val_set = train_set.subset(keep), train_set.subset(held)
+    train_set, val_set = spec.load_train_val(data_root, config.seed, cfg.val_fraction)
     if cfg.max_train_samples:
         train_set = train_set.subset(stratified_subset(train_set.labels, cfg.max_train_samples,
                                                        config.seed))
@@ -102,20 +106,29 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     counts = count_parameters(model)
     if use_cuda:
         torch.cuda.reset_peak_memory_stats(device)
+    # what the loop calls: the model, or (head-tuning without augmentation) its head on features
+    # computed once (lionbench.feature_cache); compiled with LIONBENCH_COMPILE=1 (lionbench.accel)
+    net, cached = model, cached_run(config, model, pipeline, cfg.eval_batch_size, device)
+    if cached is not None:
+        net, pipeline = cached.net, cached.pipeline
+        train_x, val_x = cached.features(train_x), cached.features(val_x)
+    net = maybe_compile(net)
 
-    # 3. train; select the epoch on validation top-1
-    best_val, best_epoch, best_state = -1.0, -1, None
-    history: list[dict[str, float]] = []
-    train_seconds, seen = 0.0, 0
+    # 3. train; select the epoch on validation top-1 (resume from an epoch-end checkpoint)
     model.reset_metrics()
-    for epoch in range(cfg.epochs):
+    loop = (load_checkpoint(checkpoint_path, config.run_hash, model, optimizer, scheduler, gen)
+            if checkpoint_path is not None else None) or LoopState()
+    best_val, best_epoch, best_state = loop.best_val, loop.best_epoch, loop.best_state
+    history: list[dict[str, float]] = loop.history
+    train_seconds, seen = loop.train_seconds, loop.seen
+    for epoch in range(loop.next_epoch, cfg.epochs):
         model.train()
         start, losses = time.perf_counter(), []
         for step, (xb, yb) in enumerate(iterate_batches(train_x, train_y, cfg.batch_size,
                                                         shuffle=True, gen=gen)):
             x = to_device(pipeline(xb.to(device), train=True, gen=gen), use_cuda)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda):
-                loss = F.cross_entropy(model(x), yb.to(device))
+                loss = F.cross_entropy(net(x), yb.to(device))
             if not torch.isfinite(loss):
                 raise TrainingFailed(f"loss is {loss.item()} at epoch {epoch}, step {step}")
             optimizer.zero_grad(set_to_none=True)
@@ -126,11 +139,16 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
             losses.append(loss.item())
             seen += len(yb)
         train_seconds += time.perf_counter() - start
-        val_top1, _ = evaluate(model, val_x, val_y, pipeline, cfg.eval_batch_size, device)
+        val_top1, _ = evaluate(net, val_x, val_y, pipeline, cfg.eval_batch_size, device)
         history.append({"epoch": epoch, "train_loss": sum(losses) / max(1, len(losses)),
                         "val_top1": val_top1})
         if val_top1 > best_val:
             best_val, best_epoch, best_state = val_top1, epoch, trainable_state(model)
+        if checkpoint_path is not None:
+            save_checkpoint(checkpoint_path, config.run_hash,
+                            LoopState(epoch + 1, best_val, best_epoch, best_state, history,
+                                      train_seconds, seen),
+                            model, optimizer, scheduler, gen, trainable_state(model))
         if progress:
             progress("epoch", epoch + 1, cfg.epochs)
     extra = {"history": history, "params_by_component": counts.by_component,
@@ -139,9 +157,12 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     # 4. test once, at the selected epoch
     model.load_state_dict(best_state, strict=False)
     test_set = spec.load(data_root, "test")
-    test_top1, test_top5 = evaluate(model, decode_images(test_set, size), test_set.labels,
-                                    pipeline, cfg.eval_batch_size, device,
+    test_x = decode_images(test_set, size)
+    test_top1, test_top5 = evaluate(net, cached.features(test_x) if cached else test_x,
+                                    test_set.labels, pipeline, cfg.eval_batch_size, device,
                                     top5=spec.num_classes > 5)
+    if checkpoint_path is not None:
+        checkpoint_path.unlink(missing_ok=True)  # done: nothing left to resume
     return RunResult(
         test_top1=test_top1, test_top5=test_top5, val_top1=best_val, best_epoch=best_epoch,
         params_trainable=counts.trainable, params_trainable_no_head=counts.trainable_without_head,
@@ -151,7 +172,7 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
 
 
 def to_device(x: torch.Tensor, use_cuda: bool) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if use_cuda else x
+    return x.contiguous(memory_format=torch.channels_last) if use_cuda and x.dim() == 4 else x
 
 
 @torch.no_grad()

@@ -1,0 +1,112 @@
+"""Epoch-end checkpoints, so a run cut off by a crash, a preemption or Ctrl-C resumes mid-training.
+
+A checkpoint holds everything the training loop carries from one epoch to the next: the model's
+trainable state (trainable parameters and all buffers; frozen weights are rebuilt from the same
+seed or file), the optimizer and scheduler, the best epoch so far and its state, the history, and
+the RNG states of torch and of the shuffling generator. Resuming from it gives the same numbers
+as an uninterrupted run (same seed, CPU). It is written to a temporary file and renamed
+(``os.replace``), so a kill at any moment leaves either the previous checkpoint or the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = 1
+DEFAULT_DIR = "results/checkpoints"
+
+
+@dataclass
+class LoopState:
+    """What the training loop carries across epochs; ``next_epoch`` is where it goes on."""
+
+    next_epoch: int = 0
+    best_val: float = -1.0
+    best_epoch: int = -1
+    best_state: dict[str, torch.Tensor] | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    seen: int = 0
+
+
+def checkpoint_dir(path: str | Path | None = None) -> Path:
+    """``path``, else ``$LIONBENCH_CHECKPOINTS``, else ``results/checkpoints``."""
+    return Path(path or os.environ.get("LIONBENCH_CHECKPOINTS") or DEFAULT_DIR).expanduser()
+
+
+def checkpoint_path(run_hash: str, directory: str | Path | None = None) -> Path:
+    return checkpoint_dir(directory) / f"{run_hash}.pt"
+
+
+def save_checkpoint(path: Path, run_hash: str, loop: LoopState, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, scheduler: Any, gen: torch.Generator,
+                    trainable: dict[str, torch.Tensor]) -> None:
+    """Write the loop's state atomically (temporary file in the same folder, then rename)."""
+    state = {
+        "format": FORMAT, "run_hash": run_hash, "loop": vars(loop),
+        "model": trainable, "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng_torch": torch.get_rng_state(), "rng_gen": gen.get_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+        "metrics": _metrics_state(model),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path, run_hash: str, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, scheduler: Any,
+                    gen: torch.Generator) -> LoopState | None:
+    """Restore model, optimizer, scheduler and RNGs from ``path``; None (start over) when the
+    file is absent, unreadable, or belongs to another run.
+
+    A checkpoint that reads but does not fit the model (code changed under it) is deleted and
+    raises: the model may be half-loaded by then, and the run's failure names the cause.
+    """
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("format") != FORMAT or state.get("run_hash") != run_hash:
+            raise ValueError("written for another run or by another lionbench version")
+    except Exception as exc:  # nothing applied yet: a bad file costs its epochs, not the run
+        warnings.warn(f"ignoring checkpoint {path}: {exc}", stacklevel=2)
+        return None
+    try:
+        model.load_state_dict(state["model"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except Exception as exc:
+        path.unlink(missing_ok=True)
+        raise RuntimeError(f"checkpoint {path} does not fit the model ({exc}); deleted it, "
+                           "retry the run to start over") from None
+    torch.set_rng_state(state["rng_torch"])
+    gen.set_state(state["rng_gen"])
+    if state["rng_cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    loader = getattr(model, "load_metrics_state_dict", None)
+    if loader is not None and state["metrics"] is not None:
+        loader(state["metrics"])
+    return LoopState(**state["loop"])
+
+
+def _metrics_state(model: torch.nn.Module) -> Any:
+    """Optional hook: a method whose ``extra_metrics`` accumulate over epochs can implement
+    ``metrics_state_dict()``/``load_metrics_state_dict()`` to carry them across a resume."""
+    getter = getattr(model, "metrics_state_dict", None)
+    return getter() if getter is not None else None

@@ -1,0 +1,173 @@
+"""One unit of work under every executor: train a run, or train a claimed run and store it.
+
+``compute`` trains one configuration and returns its outcome as plain data (picklable: Ray and
+submitit ship it back to the driver). ``execute_claimed`` is what a process holding a claim does:
+beat while ``compute`` runs, then store the outcome only if the claim still holds the run.
+torch is imported only when the real training function runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from lionbench.config import run_config_from_dict
+from lionbench.store import Store
+
+EventFn = Callable[[str, dict[str, Any]], None]
+DEFAULT_RUN_FN = "lionbench.train:train_run"
+METRICS = ("test_top1", "test_top5", "val_top1", "best_epoch", "params_trainable",
+           "params_trainable_no_head", "params_total", "train_seconds", "images_per_second",
+           "peak_memory_mb")
+
+
+class ClaimLost(Exception):
+    """The run was taken back (its heartbeat went stale) while this process trained it."""
+
+
+def worker_id(suffix: str = "") -> str:
+    """``host:pid`` (plus ``/suffix``): stale checks find a dead local worker by its pid."""
+    return f"{socket.gethostname()}:{os.getpid()}" + (f"/{suffix}" if suffix else "")
+
+
+def load_run_fn(spec: str | None) -> Callable[..., Any]:
+    """``"module:function"`` -> the function; called like ``train_run(config, data_root, device,
+    progress=..., checkpoint_path=...)`` and returning a RunResult or a dict of metrics."""
+    module, _, name = (spec or DEFAULT_RUN_FN).partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def config_of(row: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return row["config"] if isinstance(row["config"], dict) else json.loads(row["config"])
+
+
+def compute(config: dict[str, Any], *, device: str = "auto", data_root: str | None = None,
+            checkpoint_dir: str | None = None, run_fn: str | None = None,
+            progress: Callable[[str, int, int], None] | None = None,
+            reraise: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
+    """Train one run here; ``{"status": "done", metrics, extra, provenance}`` or
+    ``{"status": "failed", reason, provenance}``. KeyboardInterrupt, ClaimLost and ``reraise``
+    (the executor's own signals, e.g. submitit's preemption) propagate: they are no failure."""
+    cfg = run_config_from_dict(config)
+    fn = load_run_fn(run_fn)
+    ckpt = Path(checkpoint_dir) / f"{cfg.run_hash}.pt" if checkpoint_dir else None
+    if run_fn is None:
+        from lionbench.runner import run_provenance
+        from lionbench.train import select_device
+
+        dev: Any = select_device(device)
+        provenance = run_provenance(dev)
+    else:
+        dev, provenance = device, {"host": socket.gethostname(), "device": device}
+    try:
+        result = fn(cfg, Path(data_root) if data_root else None, dev, progress=progress,
+                    checkpoint_path=ckpt)
+    except (ClaimLost, *reraise):
+        raise
+    except Exception as exc:  # stored as the run's failure; the matrix goes on
+        return {"status": "failed", "reason": failure_reason(exc), "provenance": provenance}
+    if isinstance(result, dict):
+        metrics, extra = {k: result.get(k) for k in METRICS}, dict(result.get("extra") or {})
+    else:
+        metrics, extra = {k: getattr(result, k) for k in METRICS}, result.extra
+    return {"status": "done", "metrics": metrics, "extra": extra, "provenance": provenance}
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line worth storing: out-of-memory named as such, our own errors without a trace."""
+    from lionbench.errors import LionbenchError
+
+    if type(exc).__name__ == "OutOfMemoryError":
+        return "out of memory: " + str(exc).splitlines()[0]
+    if isinstance(exc, LionbenchError):
+        return f"{type(exc).__name__}: {exc}"
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" (at {last[0].filename}:{last[0].lineno})" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def store_outcome(store: Store, run_id: int, attempt: int | None, outcome: dict[str, Any]) -> bool:
+    """Write an outcome while claim ``attempt`` holds the run; False if it was taken back."""
+    if outcome["status"] == "done":
+        return store.mark_done(run_id, outcome["metrics"], outcome["extra"],
+                               outcome["provenance"], attempt=attempt)
+    return store.mark_failed(run_id, outcome["reason"], outcome["provenance"], attempt=attempt)
+
+
+def execute_claimed(store: Store, row: dict[str, Any], payload: dict[str, Any], *,
+                    heartbeat_seconds: float = 30.0, emit: EventFn | None = None) -> str:
+    """Train the claimed ``row`` in this process and store it: ``done``, ``failed``, or ``lost``
+    (taken back meanwhile: nothing stored). Ctrl-C (or SIGTERM in a worker) puts the run back
+    to pending without counting the attempt, then re-raises."""
+    emit = emit or (lambda kind, info: None)
+    run_id, attempt = row["id"], row["attempts"]
+    stop, lost = threading.Event(), threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(heartbeat_seconds):
+            try:
+                if not store.heartbeat(run_id, attempt):
+                    lost.set()
+                    return
+            except Exception:  # a missed beat is not worth killing the run for
+                pass
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if lost.is_set():
+            raise ClaimLost(f"run {run_id} was taken back from this worker")
+        emit("progress", {"done": done, "total": total})
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{run_id}")
+    thread.start()
+    try:
+        outcome = compute(config_of(row), progress=progress, **payload)
+    except KeyboardInterrupt:
+        store.requeue(run_id, attempt, "interrupted (Ctrl-C or SIGTERM); resumes from its "
+                      "last epoch checkpoint", count_attempt=False)
+        raise
+    except ClaimLost:
+        return "lost"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    if not store_outcome(store, run_id, attempt, outcome):
+        return "lost"
+    info = {"config": SimpleNamespace(**{k: row[k] for k in ("method", "backbone", "dataset",
+                                                               "seed")}), "row": row}
+    if outcome["status"] == "done":
+        emit("done", {**info, "result": SimpleNamespace(**outcome["metrics"])})
+    else:
+        emit("failed", {**info, "reason": outcome["reason"]})
+    return outcome["status"]
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get ``sig`` when its parent dies (Linux), so no
+    worker outlives a killed driver; None elsewhere. libc is looked up here, in the parent:
+    the forked child must not import anything (another thread may hold the import lock)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, int(sig))  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+    return preexec
