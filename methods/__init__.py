@@ -67,18 +67,20 @@ def register_method(name: str, model_class: type[PetlModel], *, description: str
     return spec
 
 
+# The paper's row order (Tables 1-4); methods registered by users come after, in their order.
+_PAPER_ORDER = ["retraining", "head-tuning", "fine-tuning", "adapter", "bias", "vpt",
+                "vpt-shallow", "lion", "lion-p1", "lion-p2", "lion-r"]
+
+
 def _load_builtins() -> None:
     for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{module}":
-                raise
+        importlib.import_module(f"{__name__}.{module}")
 
 
 def list_methods() -> list[str]:
-    """Registered method names, in registration order (the paper's row order)."""
-    return list(_REGISTRY)
+    """Registered method names: the paper's row order, then the others as registered."""
+    known = [m for m in _PAPER_ORDER if m in _REGISTRY]
+    return known + [m for m in _REGISTRY if m not in _PAPER_ORDER]
 
 
 def get_method(name: str) -> MethodSpec:
