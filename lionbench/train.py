@@ -97,8 +97,8 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     weights = config.weights if method.pretrained else "none"
     backbone = create_backbone(config.backbone, spec.num_classes, weights, size)
     model = create_model(config.method, backbone, config.method_config).to(device)
-    if use_cuda:
-        model = model.to(memory_format=torch.channels_last)
+    # channels-last on every device: CNN steps are 11-16% faster on CPU too (results/perf/NOTES.md)
+    model = model.to(memory_format=torch.channels_last)
     optimizer = model.create_optimizer(cfg.lr, cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(train_y) / cfg.batch_size)
     scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
@@ -126,7 +126,7 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
         start, losses = time.perf_counter(), []
         for step, (xb, yb) in enumerate(iterate_batches(train_x, train_y, cfg.batch_size,
                                                         shuffle=True, gen=gen)):
-            x = to_device(pipeline(xb.to(device), train=True, gen=gen), use_cuda)
+            x = to_device(pipeline(xb.to(device), train=True, gen=gen))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda):
                 loss = F.cross_entropy(net(x), yb.to(device))
             if not torch.isfinite(loss):
@@ -171,8 +171,9 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
         peak_memory_mb=peak_memory_mb(device), extra=extra, model=model if keep_model else None)
 
 
-def to_device(x: torch.Tensor, use_cuda: bool) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if use_cuda and x.dim() == 4 else x
+def to_device(x: torch.Tensor) -> torch.Tensor:
+    """Images channels-last, as the model's weights (features pass through unchanged)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 @torch.no_grad()
@@ -184,7 +185,7 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     use_cuda = device.type == "cuda"
     correct1 = correct5 = 0
     for xb, yb in iterate_batches(images, labels, batch_size, shuffle=False):
-        x = to_device(pipeline(xb.to(device), train=False), use_cuda)
+        x = to_device(pipeline(xb.to(device), train=False))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda):
             logits = model(x).float()
         yb = yb.to(device)

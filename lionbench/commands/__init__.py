@@ -10,7 +10,7 @@ import importlib
 
 import typer
 
-COMMAND_MODULES: list[str] = ["data", "results"]
+COMMAND_MODULES: list[str] = ["data", "results", "perf"]
 
 
 def register_commands(app: typer.Typer) -> None:

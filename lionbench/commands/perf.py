@@ -1,0 +1,84 @@
+"""``lionbench bench``: training-step time, throughput, memory and solver iterations per method
+and backbone, with ratios to the frozen-backbone floor and to fine-tuning (lionbench.bench)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lionbench.cli_common import console, err_console, handle_errors
+
+
+@handle_errors
+def bench(
+    preset: Path | None = typer.Option(None, "--preset", help="YAML preset, e.g. "
+                                       "benchmarks/perf/cpu-resnet50.yaml; flags replace its "
+                                       "values."),
+    methods: str | None = typer.Option(None, "--methods", "-m", help="Comma-separated; a variant "
+                                       "as method:key=value:key=value; 'all' for every method."),
+    backbones: str | None = typer.Option(None, "--backbones", "-b", help="Comma-separated."),
+    image_size: int | None = typer.Option(None, "--image-size", help="Input size in pixels."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step."),
+    steps: int | None = typer.Option(None, "--steps", help="Timed steps per configuration."),
+    warmup: int | None = typer.Option(None, "--warmup", help="Untimed steps first."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
+    set_: list[str] | None = typer.Option(None, "--set", help="key=value for every method "
+                                          "(method.key for one), repeatable."),
+    compile_: bool | None = typer.Option(None, "--compile/--no-compile",
+                                         help="torch.compile every model (opt-in)."),
+    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads for the "
+                                       "run (default: the process's)."),
+    checks: bool = typer.Option(True, "--checks/--no-checks", help="Run the preset's checks "
+                                "(DEQ memory, feature cache)."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write the report as JSON."),
+    markdown_path: Path | None = typer.Option(None, "--markdown", help="Write table + checks "
+                                              "as Markdown."),
+) -> None:
+    """Time one training step per method x backbone, side by side in this one process."""
+    from lionbench.bench_preset import BenchOptions, load_preset, run_bench
+    from lionbench.bench_report import render_markdown, render_rich
+    from lionbench.config import parse_set_options
+
+    options = load_preset(preset) if preset else BenchOptions()
+    for name, value in (("methods", methods), ("backbones", backbones)):
+        if value:
+            setattr(options, name, [s.strip() for s in value.split(",") if s.strip()])
+    for name, value in (("image_size", image_size), ("batch_size", batch_size), ("steps", steps),
+                        ("warmup", warmup), ("device", device), ("compile", compile_),
+                        ("threads", threads)):
+        if value is not None:
+            setattr(options, name, value)
+    options.set = {**options.set, **parse_set_options(set_)}
+    if not checks:
+        options.deq_memory = options.feature_cache = None
+    with console.status("benchmarking ...") as status:
+        report = run_bench(options, progress=lambda msg: status.update(msg))
+    for table in render_rich(report):  # full width when piped (rich assumes 80 columns)
+        console.print(table, width=None if console.is_terminal else 150)
+    for name, check in report.checks.items():
+        console.print(_check_line(name, check))
+    if json_path:
+        report.write_json(json_path)
+        err_console.print(f"wrote {json_path}")
+    if markdown_path:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(render_markdown(report))
+        err_console.print(f"wrote {markdown_path}")
+
+
+def _check_line(name: str, check: dict) -> str:
+    if name == "deq_memory":
+        rows = ", ".join(f"{r['iterations']} it: peak {r['step_peak_mb']:.1f} MB, saved "
+                         f"{r['saved_mb']:.1f} MB" for r in check["rows"]
+                         if r["step_peak_mb"] is not None)
+        return f"DEQ memory (P1 fwd+bwd): {rows}; peak ratio {check['peak_ratio_last_to_first']}"
+    if name == "feature_cache":
+        return (f"feature cache: {check['epoch_speedup']:.1f}x per epoch, run "
+                f"{check['run_speedup_cold']:.2f}x cold / {check['run_speedup_warm']:.1f}x warm, "
+                f"same accuracy: {check['same_accuracy']}")
+    return f"{name}: {check}"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)
