@@ -100,7 +100,8 @@ def test_failed_run_is_stored_and_matrix_goes_on(db_url, tmp_path):
                     f"digits,folder:{bad}", "--weights", "none", *TINY_SET, "--db", db_url)
     assert result.exit_code == 0, result.output
     df = Store(db_url).list_runs()
-    assert dict(zip(df.dataset, df.status)) == {"digits": "done", f"folder:{bad}": "failed"}
+    statuses = dict(zip(df.dataset, df.status, strict=True))
+    assert statuses == {"digits": "done", f"folder:{bad}": "failed"}
     reason = df[df.status == "failed"].failure_reason.iloc[0]
     assert "cannot read image" in reason and "x.jpg" in reason
     status = invoke("status", "--db", db_url)
