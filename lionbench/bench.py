@@ -98,6 +98,7 @@ class _Subject:
     step: Callable[[], None]
     params_trainable: int
     times: list[float] = field(default_factory=list)
+    warmup_times: list[float] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -220,8 +221,7 @@ def _bench_backbone(backbone: str, entries: list[BenchEntry], image_size: int, b
         for i in range(len(subjects)):
             s = subjects[(i + rep) % len(subjects)]
             seconds = _timed(s.step, dev)
-            if rep >= warmup:
-                s.times.append(seconds)
+            (s.times if rep >= warmup else s.warmup_times).append(seconds)
     for s in subjects:
         s.metrics = dict(getattr(s.module, "extra_metrics", dict)())
     say(f"{backbone}: memory")
@@ -250,7 +250,8 @@ def _rows(backbone: str, subjects: list[_Subject], image_size: int, batch_size: 
             params_trainable=s.params_trainable, persistent_mb=persistent / MB,
             step_peak_mb=None if peak is None else peak / MB,
             peak_mb=None if peak is None else (persistent + peak) / MB, saved_mb=saved / MB,
-            overrides=dict(s.entry.overrides), solver=solver_summary(s.metrics)))
+            overrides=dict(s.entry.overrides), solver=solver_summary(s.metrics),
+            warmup_seconds_all=list(s.warmup_times)))
     return rows
 
 

@@ -39,6 +39,7 @@ class BenchRow:
     saved_mb: float
     overrides: dict[str, Any] = field(default_factory=dict)
     solver: dict[str, float] = field(default_factory=dict)
+    warmup_seconds_all: list[float] = field(default_factory=list)  # incl. compilation
 
 
 @dataclass
@@ -76,15 +77,18 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     import timm
 
     cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpuinfo: dict[str, str] = {}
+    try:  # the first processor's entry
+        for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines():
+            key, _, value = line.partition(":")
+            cpuinfo[key.strip()] = value.strip()
     except OSError:
         pass
+    cpu = cpuinfo.get("model name", cpu)
     info: dict[str, Any] = {
-        "cpu": cpu, "cpu_count": os.cpu_count(),
+        "cpu": cpu, "cpu_family": cpuinfo.get("cpu family"), "cpu_model": cpuinfo.get("model"),
+        "virtualized": "hypervisor" in cpuinfo.get("flags", "").split(),
+        "cpu_count": os.cpu_count(), "memory_gb": _memory_gb(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
         "timm": timm.__version__, "python": platform.python_version(),
@@ -94,6 +98,13 @@ def machine_info(device: torch.device) -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def _memory_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -145,8 +145,13 @@ class CachedRun:
     batch_size: int
     device: torch.device
 
-    def features(self, images: Tensor | StreamedImages) -> Tensor:
-        """Features of ``images`` on the device, computing only the rows the bank lacks."""
+    def features(self, images: Tensor | StreamedImages, batch_size: int | None = None
+                 ) -> Tensor:
+        """Features of ``images`` on the device, computing only the rows the bank lacks.
+
+        ``batch_size``: extract in batches of the size the uncached loop would use (training:
+        the training batch size; evaluation: the default), so that kernels chosen per input
+        shape (oneDNN, cuDNN) are the same ones and the features the same to the last bit."""
         keys = row_keys(images)
         missing = list(dict.fromkeys(k for k in keys if k not in self.bank.rows))
         if missing:
@@ -156,7 +161,7 @@ class CachedRun:
                                      images.workers)
                       if isinstance(images, StreamedImages) else images[idx])
             self.bank.add(missing, extract_features(self.model, subset, self.image_pipeline,
-                                                    self.batch_size, self.device))
+                                                    batch_size or self.batch_size, self.device))
         assert self.bank.features is not None
         rows = torch.tensor([self.bank.rows[k] for k in keys], dtype=torch.int64)
         return self.bank.features[rows].to(self.device)

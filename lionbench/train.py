@@ -111,7 +111,7 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     net, cached = model, cached_run(config, model, pipeline, cfg.eval_batch_size, device)
     if cached is not None:
         net, pipeline = cached.net, cached.pipeline
-        train_x, val_x = cached.features(train_x), cached.features(val_x)
+        train_x, val_x = cached.features(train_x, cfg.batch_size), cached.features(val_x)
     net = maybe_compile(net)
 
     # 3. train; select the epoch on validation top-1 (resume from an epoch-end checkpoint)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
 from lionbench.cli_common import console, err_console, handle_errors
 
@@ -54,8 +55,10 @@ def bench(
         options.deq_memory = options.feature_cache = None
     with console.status("benchmarking ...") as status:
         report = run_bench(options, progress=lambda msg: status.update(msg))
-    for table in render_rich(report):  # full width when piped (rich assumes 80 columns)
-        console.print(table, width=None if console.is_terminal else 150)
+    # piped output gets 150 columns (rich would assume 80 and squeeze the columns)
+    out = console if console.is_terminal else Console(width=150)
+    for table in render_rich(report):
+        out.print(table)
     for name, check in report.checks.items():
         console.print(_check_line(name, check))
     if json_path:
