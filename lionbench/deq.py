@@ -3,10 +3,11 @@
 An equilibrium layer outputs the fixed point ``z* = f(z*)`` of a map ``f`` that closes over its
 parameters and input (eq. 4). The forward pass solves for ``z*`` under ``torch.no_grad`` (plain
 iteration or Anderson acceleration), so no iterate is kept for backward: memory is that of one
-or two evaluations of ``f`` whatever the iteration count. The exact gradient (eqs. 5-6) needs
+evaluation of ``f`` whatever the iteration count. The exact gradient (eqs. 5-6) needs
 ``u = (I - J)^{-T} g`` with ``J = df/dz`` at ``z*``; it is solved as the fixed point
-``u = J^T u + g`` by the same solver, through vector-Jacobian products of one extra evaluation
-of ``f`` at a detached ``z*``.
+``u = J^T u + g`` by the same solver, through vector-Jacobian products of the one evaluation
+``f(z*)`` (at a detached ``z*`` that requires grad) whose graph also carries ``u`` on to the
+parameters.
 
 Design points (see the project's notes on deep equilibrium layers):
 

@@ -6,8 +6,11 @@ no random augmentation (``train_augment == "none"``), ``F(x)`` of an image is th
 epoch, in every run with the same backbone weights and transforms, so the training loop can train
 the head on stored features: the same batches in the same order (the shuffling generator is
 consumed identically), the same head initialisation and the same optimizer, hence the same
-numbers to float tolerance (features are computed in other batch compositions, which may move
-the last bit). With augmentation every epoch sees new crops/flips of each image, whose features
+numbers: bit-identical on CPU in the tests and the benchmark. Features are extracted in batches
+of the size the uncached loop uses, so kernels chosen per shape are the same; batches hold other
+images, though, so a library whose per-sample results depend on the batch's other samples
+(possible on GPU) could move the last bit. With augmentation every epoch sees new crops/flips
+of each image, whose features
 differ; caching them would change the result, so the cache is **never** used then
 (:func:`cache_applies`).
 
