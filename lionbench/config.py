@@ -2,9 +2,11 @@
 
 A run's identity is the SHA-256 of its canonical config (method and its resolved settings,
 backbone, weights identity, dataset, seed, training settings, data pipeline) plus
-``PROTOCOL_VERSION``. Bump the protocol version whenever a change to the code would change the
-numbers of an otherwise identical config (split rule, selection rule, transforms): old results are
-then flagged instead of silently mixed with new ones.
+``PROTOCOL_VERSION``. Its *cell* is the same without the seed: runs of one cell differ only by
+seed, and a comparison table averages them into one cell. Bump the protocol version whenever a
+change to the code would change the numbers of an otherwise identical config (split rule,
+selection rule, transforms): old results are then flagged instead of silently mixed with new
+ones.
 """
 
 from __future__ import annotations
@@ -101,13 +103,30 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that make up the hash (``weights`` as typed is replaced by its identity)."""
-        d = self.to_dict()
-        d.pop("weights")
-        return d
+        return identity_of(self.to_dict())
 
     @property
     def run_hash(self) -> str:
         return config_hash(self.identity())
+
+    @property
+    def cell_hash(self) -> str:
+        return cell_hash_of(self.to_dict())
+
+
+def identity_of(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config (``RunConfig.to_dict``) without ``weights`` as typed: what is hashed."""
+    return {k: v for k, v in stored.items() if k != "weights"}
+
+
+def run_hash_of(stored: dict[str, Any]) -> str:
+    """The run hash of a stored config (what ``RunConfig.run_hash`` gave when it was stored)."""
+    return config_hash(identity_of(stored))
+
+
+def cell_hash_of(stored: dict[str, Any]) -> str:
+    """The hash of a stored config's identity without its seed: one table cell."""
+    return config_hash({k: v for k, v in identity_of(stored).items() if k != "seed"})
 
 
 def canonical_json(value: Any) -> str:

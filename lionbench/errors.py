@@ -27,8 +27,9 @@ class UnknownNameError(LionbenchError):
         self.kind, self.name, self.valid = kind, name, valid
 
 
-class ConfigError(LionbenchError):
-    """A malformed option, override, or configuration file."""
+class ConfigError(LionbenchError, ValueError):
+    """A malformed option, override, or configuration file (also a ``ValueError``: library
+    callers that pass a bad value get the exception Python code expects)."""
 
 
 class DatasetError(LionbenchError):

@@ -13,24 +13,20 @@ its own, with the top-level keys as defaults::
       - {}                                   # the matrix above
       - {methods: [head-tuning], weights: none}   # plus head-tuning from random init
 
-Every name, override and value is checked before anything runs or is stored.
+This module only reads and shapes matrices (plain data, no torch): names and values are checked
+against the registries by ``lionbench.runner.plan.expand_matrix`` before anything runs or is
+stored.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lionbench.backbones import get_backbone_info, get_backbone_spec, resolve_weights_id
-from lionbench.config import RunConfig, check_overrides, make_train_config, split_overrides
-from lionbench.data import get_dataset
-from lionbench.data.pipeline import Pipeline
 from lionbench.errors import ConfigError
-from lionbench.methods import get_method
 
 MATRIX_KEYS = {"name", "methods", "backbones", "datasets", "seeds", "weights", "set", "runs",
                "description", "notes"}
@@ -114,39 +110,3 @@ def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> lis
             weights=str(merged.get("weights", "pretrained")),
             overrides=sets, name=str(doc.get("name", Path(path).stem))))
     return matrices
-
-
-def expand_matrix(matrices: list[Matrix]) -> list[RunConfig]:
-    """Validate every block and return its run configs, in order, without duplicates."""
-    configs: dict[str, RunConfig] = {}
-    for m in matrices:
-        for kind, names in (("methods", m.methods), ("backbones", m.backbones),
-                            ("datasets", m.datasets)):
-            if not names:
-                raise ConfigError(f"no {kind} given; pass --{kind} or list them in the file")
-        specs = {name: get_method(name) for name in m.methods}
-        for name in m.backbones:
-            get_backbone_spec(name)
-        datasets = {name: get_dataset(name) for name in m.datasets}
-        check_overrides(m.overrides, {n: s.config_class.field_names() for n, s in specs.items()})
-        for method, backbone, dataset, seed in itertools.product(m.methods, m.backbones,
-                                                                 m.datasets, m.seeds):
-            spec = specs[method]
-            train_values, method_values = split_overrides(m.overrides, method,
-                                                          spec.config_class.field_names())
-            train = make_train_config(train_values)
-            weights = m.weights if spec.pretrained else "none"
-            config = RunConfig(
-                method=method, backbone=backbone, dataset=dataset, seed=seed, weights=weights,
-                weights_id=resolve_weights_id(backbone, weights),
-                method_config=spec.make_config(method_values).to_dict(), train=train,
-                pipeline=resolve_pipeline(backbone, datasets[dataset].default_augment, train))
-            configs.setdefault(config.run_hash, config)
-    return list(configs.values())
-
-
-def resolve_pipeline(backbone: str, default_augment: str, train: Any) -> dict[str, Any]:
-    """The run's transforms, from the backbone's pretrained config and the dataset's default."""
-    info = get_backbone_info(backbone, train.image_size)
-    augment = default_augment if train.augment == "auto" else train.augment
-    return Pipeline(info.image_size, info.mean, info.std, augment).describe()

@@ -30,7 +30,21 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from lionbench.errors import ConfigError
+
 TAU_MODES = ("quantile", "absolute")
+
+
+def check_tau(tau: float, tau_mode: str) -> None:
+    """The one check of ``tau`` (LION's config and :class:`RobustOptimizer` both call it): a
+    fraction in [0, 1) with ``tau_mode="quantile"``, a threshold >= 0 with ``"absolute"``."""
+    if tau_mode not in TAU_MODES:
+        raise ConfigError(f"invalid tau_mode={tau_mode!r}; valid: {', '.join(TAU_MODES)}")
+    is_number = isinstance(tau, int | float) and not isinstance(tau, bool)
+    if tau_mode == "quantile" and not (is_number and 0 <= tau < 1):
+        raise ConfigError(f"invalid tau={tau!r}; with tau_mode='quantile' must lie in [0, 1)")
+    if tau_mode == "absolute" and not (is_number and tau >= 0):
+        raise ConfigError(f"invalid tau={tau!r}; with tau_mode='absolute' must be >= 0")
 
 
 class RobustOptimizer(Optimizer):
@@ -44,13 +58,7 @@ class RobustOptimizer(Optimizer):
 
     def __init__(self, optimizer: Optimizer, tau: float = 0.4, tau_mode: str = "quantile",
                  exclude: Iterable[torch.Tensor] = ()):
-        if tau_mode not in TAU_MODES:
-            raise ValueError(f"invalid tau_mode={tau_mode!r}; valid: {', '.join(TAU_MODES)}")
-        is_number = isinstance(tau, int | float) and not isinstance(tau, bool)
-        if tau_mode == "quantile" and not (is_number and 0 <= tau < 1):
-            raise ValueError(f"invalid tau={tau!r}; with tau_mode='quantile' must lie in [0, 1)")
-        if tau_mode == "absolute" and not (is_number and tau >= 0):
-            raise ValueError(f"invalid tau={tau!r}; with tau_mode='absolute' must be >= 0")
+        check_tau(tau, tau_mode)
         self.optimizer = optimizer
         self.tau, self.tau_mode = float(tau), tau_mode
         self._exclude = {id(p) for p in exclude}

@@ -2,14 +2,22 @@
 ``create_model``.
 
 Each built-in method lives in its own module here and registers itself at import. To add a method,
-read :mod:`lionbench.methods.base`, write ``methods/<name>.py`` and add its module name to
-``_BUILTIN_MODULES``.
+read :mod:`lionbench.methods.base`, write ``methods/<name>.py``, add its module name to
+``_BUILTIN_MODULES`` and rewrite the catalog the reports read (``python -m lionbench.methods``).
+
+The catalog (``lionbench/assets/methods.json``, :func:`describe_methods`) is the registry as plain
+data: each method's default settings and whether it starts from pretrained weights. Tables and
+plots label a run by what differs from those defaults, and must do so without importing torch;
+``tests/test_house.py`` fails when the file and the registry disagree.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.resources
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -20,8 +28,12 @@ from .base import MethodConfig, ParameterCount, PetlModel, count_parameters
 
 __all__ = [
     "MethodConfig", "MethodSpec", "ParameterCount", "PetlModel", "count_parameters",
-    "create_model", "get_method", "list_methods", "register_method",
+    "create_model", "describe_methods", "get_method", "list_methods", "register_method",
+    "write_method_catalog",
 ]
+
+# lionbench's package data (methods/ is installed as lionbench.methods but lives beside it)
+CATALOG_PATH = Path(str(importlib.resources.files("lionbench"))) / "assets" / "methods.json"
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,20 @@ def create_model(name: str, backbone: nn.Module, overrides: dict[str, Any] | Non
     """Wrap ``backbone`` (a timm model with its classifier sized) with method ``name``."""
     spec = get_method(name)
     return spec.model_class(backbone, spec.make_config(overrides))
+
+
+def describe_methods() -> dict[str, dict[str, Any]]:
+    """Every registered method as plain data: ``{name: {pretrained, paper_name, settings}}``,
+    ``settings`` being its default config (``MethodConfig.to_dict``)."""
+    return {name: {"pretrained": spec.pretrained, "paper_name": spec.paper_name,
+                   "settings": spec.make_config().to_dict()}
+            for name, spec in ((n, _REGISTRY[n]) for n in list_methods())}
+
+
+def write_method_catalog(path: Path = CATALOG_PATH) -> Path:
+    """Write :func:`describe_methods` as JSON (sorted keys, one method per block)."""
+    path.write_text(json.dumps(describe_methods(), indent=1, sort_keys=True) + "\n")
+    return path
 
 
 _load_builtins()

@@ -33,7 +33,7 @@ from torch import nn
 from lionbench.errors import ConfigError
 
 from . import register_method
-from .base import MethodConfig, PetlModel, check_range, freeze
+from .base import MethodConfig, PetlModel, check_range
 
 
 @dataclass
@@ -125,9 +125,7 @@ class AdapterTuning(PetlModel):
 
     def __init__(self, backbone: nn.Module, config: AdapterConfig):
         super().__init__(backbone, config)
-        freeze(self.backbone)
-        for p in self.head().parameters():
-            p.requires_grad_(True)
+        self.train_only_head()
         self.adapters = nn.ModuleList()
         hooked: list[nn.Module] = []  # the sub-module each adapter follows, in order
         blocks = transformer_blocks(self.backbone)

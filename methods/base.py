@@ -30,6 +30,7 @@ Hooks a model may override (defaults here):
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -61,6 +62,12 @@ def freeze(module: nn.Module) -> None:
     """Turn off gradients for every parameter of ``module``."""
     for p in module.parameters():
         p.requires_grad_(False)
+
+
+def unfreeze(params: Iterable[nn.Parameter]) -> None:
+    """Turn gradients on for ``params`` (parameters that stay registered where they are)."""
+    for p in params:
+        p.requires_grad_(True)
 
 
 def check_choice(name: str, value: Any, valid: list[Any]) -> None:
@@ -101,6 +108,14 @@ class PetlModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def train_only_head(self, *also: Iterable[nn.Parameter]) -> None:
+        """Freeze the backbone, then let the classifier and ``also`` train: how every method
+        that trains a few parameters besides the new head starts."""
+        freeze(self.backbone)
+        unfreeze(self.head().parameters())
+        for params in also:
+            unfreeze(params)
 
     # --- hooks ----------------------------------------------------------------------------
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:

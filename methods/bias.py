@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from . import register_method
-from .base import MethodConfig, PetlModel, freeze
+from .base import MethodConfig, PetlModel
 
 
 @dataclass
@@ -50,11 +50,9 @@ class BiasTuning(PetlModel):
 
     def __init__(self, backbone: nn.Module, config: BiasConfig):
         super().__init__(backbone, config)
-        freeze(self.backbone)
         # Plain list, not a ParameterList: the biases stay registered once, inside the backbone.
         self.biases: list[nn.Parameter] = [p for _, p in bias_parameters(self.backbone)]
-        for p in [*self.biases, *self.head().parameters()]:
-            p.requires_grad_(True)
+        self.train_only_head(self.biases)
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"head": list(self.head().parameters()), "bias": list(self.biases)}

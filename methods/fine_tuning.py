@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from . import register_method
-from .base import MethodConfig, PetlModel
+from .base import MethodConfig, PetlModel, unfreeze
 
 
 @dataclass
@@ -27,8 +27,7 @@ class FullTuning(PetlModel):
 
     def __init__(self, backbone: torch.nn.Module, config: FullTuningConfig):
         super().__init__(backbone, config)
-        for p in self.backbone.parameters():
-            p.requires_grad_(True)
+        unfreeze(self.backbone.parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)

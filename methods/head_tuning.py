@@ -16,7 +16,7 @@ from torch import nn
 from lionbench.errors import ConfigError
 
 from . import register_method
-from .base import MethodConfig, PetlModel, check_range, freeze
+from .base import MethodConfig, PetlModel, check_range
 
 
 @dataclass
@@ -47,14 +47,11 @@ class HeadTuning(PetlModel):
 
     def __init__(self, backbone: nn.Module, config: HeadTuningConfig):
         super().__init__(backbone, config)
-        freeze(self.backbone)
         # A plain list, not a ModuleList: the blocks stay registered once, inside the backbone.
         self.unfrozen: list[nn.Module] = []
         if config.unfreeze_blocks:
             self.unfrozen = get_blocks(self.backbone)[-config.unfreeze_blocks:]
-        for module in [self.head(), *self.unfrozen]:
-            for p in module.parameters():
-                p.requires_grad_(True)
+        self.train_only_head(*(block.parameters() for block in self.unfrozen))
 
     def train(self, mode: bool = True) -> HeadTuning:
         super().train(mode)  # backbone to eval ...

@@ -37,10 +37,10 @@ from torch import Tensor, nn
 
 from lionbench.deq import SolverConfig, SolverStatsTracker, deq_fixed_point
 from lionbench.errors import ConfigError
-from lionbench.robust import RobustOptimizer
+from lionbench.robust import RobustOptimizer, check_tau
 
 from . import register_method
-from .base import MethodConfig, PetlModel, check_choice, check_range, freeze
+from .base import MethodConfig, PetlModel, check_choice, check_range
 
 _SOLVER_FIELDS = [f.name for f in dataclasses.fields(SolverConfig)]
 
@@ -77,8 +77,7 @@ class LionConfig(MethodConfig):
     def validate(self) -> None:
         for name in ("use_p1", "use_p2", "robust"):
             check_choice(name, getattr(self, name), [True, False])
-        check_choice("tau_mode", self.tau_mode, ["quantile", "absolute"])
-        check_range("tau", self.tau, 0.0, 0.999 if self.tau_mode == "quantile" else float("inf"))
+        check_tau(self.tau, self.tau_mode)
         for name, low, high in (("deq_layers", 1, 4), ("p1_channels", 1, 256),
                                 ("p2_width", 1, 4096)):
             value = getattr(self, name)
@@ -219,9 +218,7 @@ class Lion(PetlModel):
 
     def __init__(self, backbone: nn.Module, config: LionConfig):
         super().__init__(backbone, config)
-        freeze(self.backbone)
-        for p in self.head().parameters():
-            p.requires_grad_(True)
+        self.train_only_head()
         head = self.head()
         if isinstance(head, nn.Linear) and head.bias is not None and not head.bias.any():
             # timm zero-initialises some heads' bias (ViT): under robust training an all-zero

@@ -45,7 +45,7 @@ from torch import nn
 from lionbench.errors import ConfigError
 
 from . import register_method
-from .base import MethodConfig, PetlModel, check_range, freeze
+from .base import MethodConfig, PetlModel, check_range
 
 
 @dataclass
@@ -102,9 +102,7 @@ class VptTuning(PetlModel):
 
     def __init__(self, backbone: nn.Module, config: VptConfig):
         super().__init__(backbone, config)
-        freeze(self.backbone)
-        for p in self.head().parameters():
-            p.requires_grad_(True)
+        self.train_only_head()
         self.prompt_dropout = nn.Dropout(config.dropout)
         self.prompts = nn.ParameterList()
         p = config.prompt_length

@@ -11,16 +11,16 @@ import torch
 from lionbench.methods import create_model
 from typer.testing import CliRunner
 
-from lionbench import feature_cache
 from lionbench.backbones import create_backbone
-from lionbench.bench import FLOOR, REFERENCE, parse_entries
-from lionbench.bench_checks import deq_memory_check
-from lionbench.bench_preset import load_preset
-from lionbench.bench_report import BenchReport
 from lionbench.cli import app
 from lionbench.errors import ConfigError, LionbenchError
-from lionbench.matrix import Matrix, expand_matrix
-from lionbench.train import train_run
+from lionbench.matrix import Matrix
+from lionbench.perf.bench import FLOOR, REFERENCE, parse_entries
+from lionbench.perf.checks import deq_memory_check
+from lionbench.perf.preset import load_preset
+from lionbench.perf.report import BenchReport
+from lionbench.runner import expand_matrix
+from lionbench.train import feature_cache, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "benchmarks" / "perf" / "quick.yaml"
@@ -144,7 +144,7 @@ def test_cache_is_not_used_with_augmentation_or_trainable_blocks(monkeypatch,
         decisions.append(original(*args, **kwargs))
         return decisions[-1]
 
-    monkeypatch.setattr("lionbench.train.cached_run", spy)
+    monkeypatch.setattr("lionbench.train.loop.cached_run", spy)
     for config in (_config(augment="crop", epochs=1), _config(unfreeze_blocks=1, epochs=1)):
         train_run(config)
     assert decisions == [None, None] and counted_extraction["images"] == 0

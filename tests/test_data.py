@@ -294,7 +294,7 @@ def test_unreadable_image_names_its_path(tmp_path):
 
 def test_a_corrupt_image_fails_only_its_run_with_the_reason(tmp_path):
     from lionbench.config import RunConfig, TrainConfig
-    from lionbench.runner import failure_reason
+    from lionbench.executors.execute import failure_reason
     from lionbench.train import train_run
 
     good = folder_tree(tmp_path / "good", classes=2, train=4)

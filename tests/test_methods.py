@@ -21,7 +21,7 @@ from timm.models.swin_transformer import window_partition
 
 from lionbench.backbones import create_backbone
 from lionbench.errors import ConfigError
-from lionbench.params import count_method_parameters
+from lionbench.train.params import count_method_parameters
 
 BACKBONES = ["test_resnet", "test_vit", "test_swin"]
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 
 from lionbench.data import get_dataset
-from lionbench.data.pipeline import stratified_split
-from lionbench.matrix import Matrix, expand_matrix
+from lionbench.data.split import stratified_split
+from lionbench.matrix import Matrix
+from lionbench.runner import expand_matrix
 from lionbench.train import train_run
 
 
@@ -39,7 +40,7 @@ def test_validation_hold_out_is_stratified_seeded_and_disjoint():
 
 
 def test_test_split_is_read_once_after_training(tiny, monkeypatch):
-    import lionbench.train as train_mod
+    import lionbench.train.loop as train_mod
 
     calls: list[str] = []
     real_evaluate = train_mod.evaluate

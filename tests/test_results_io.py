@@ -19,10 +19,11 @@ from typer.testing import CliRunner
 
 from lionbench.cli import app
 from lionbench.config import RunConfig
-from lionbench.exchange import ExchangeError, export_runs, import_runs, read_rows
-from lionbench.matrix import Matrix, expand_matrix, load_matrix_file
-from lionbench.plots import plot_sensitivity, plot_tradeoff, read_series
+from lionbench.matrix import Matrix, load_matrix_file
+from lionbench.report.plots import plot_sensitivity, plot_tradeoff, read_series
+from lionbench.runner import expand_matrix
 from lionbench.store import Store
+from lionbench.store.exchange import ExchangeError, export_runs, import_runs, read_rows
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 PARAMS = {"head-tuning": 650, "fine-tuning": 700_000, "lion": 5_000}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lionbench.api import create_matrices
-from lionbench.checkpoint import LoopState, load_checkpoint, save_checkpoint
-from lionbench.matrix import expand_matrix
+from lionbench.runner import expand_matrix
+from lionbench.runner.plan import create_matrices
 from lionbench.train import train_run
+from lionbench.train.checkpoint import LoopState, load_checkpoint, save_checkpoint
 
 TINY = {"epochs": 3, "image_size": 8, "max_train_samples": 64, "batch_size": 16,
         "lr_schedule": "cosine"}

@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lionbench import reference as ref
-from lionbench.tables import build_table, render_table
-from lionbench.tables_render import latex_escape, rich_to_text
+from lionbench.report import build_table, render_table
+from lionbench.report import paper as ref
+from lionbench.report.render import latex_escape, rich_to_text
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("LIONBENCH_UPDATE_GOLDEN") == "1"

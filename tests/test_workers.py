@@ -69,7 +69,7 @@ def any_db(request, tmp_path) -> str:
 # --- (1) 8 workers x 200 runs -------------------------------------------------------------------
 def test_eight_workers_200_runs_each_done_once(any_db, tmp_path):
     store, configs = Store(any_db), fake_configs(200)
-    summary = run_plan(store, plan_runs(store, configs), executor="local",
+    summary = run_plan(plan_runs(store, configs), executor="local",
                        options=fast(workers=8, log_dir=tmp_path / "logs"))
     assert (summary.done, summary.failed, summary.pending) == (200, 0, 0)
     assert_each_run_done_once(store, configs)
@@ -118,7 +118,7 @@ def test_sigkilled_worker_run_is_retried_and_stored_once(fresh, tmp_path, monkey
     killed: dict = {}
     thread = kill_when_running(store, tmp_path / "ckpt", child_of if fresh else (lambda pid: pid),
                                killed)
-    summary = run_plan(store, plan_runs(store, configs), executor="local",
+    summary = run_plan(plan_runs(store, configs), executor="local",
                        options=fast(workers=2, fresh_process=fresh,
                                     checkpoint_dir=tmp_path / "ckpt"))
     thread.join()
@@ -143,7 +143,7 @@ from lionbench.store import Store
 store = Store(sys.argv[1])
 configs = [RunConfig(method="head-tuning", backbone="test_resnet", dataset="digits", seed=i,
                      train=TrainConfig(epochs=4)) for i in range(int(sys.argv[2]))]
-run_plan(store, plan_runs(store, configs), executor="local",
+run_plan(plan_runs(store, configs), executor="local",
          options=ExecOptions(workers=3, run_fn="{fake}", heartbeat_seconds=0.5,
                              poll_seconds=0.1, checkpoint_dir=sys.argv[3]))
 """
@@ -182,7 +182,7 @@ def test_driver_killed_at_random_moments_then_rerun(tmp_path, monkeypatch):
         assert done.test_top1.notna().all() and done.finished_at.notna().all()
     store = Store(url)
     configs = fake_configs(n, epochs=4)
-    run_plan(store, plan_runs(store, configs), executor="local",
+    run_plan(plan_runs(store, configs), executor="local",
              options=fast(workers=3, checkpoint_dir=tmp_path / "ck"))
     assert_each_run_done_once(store, configs)
 
@@ -239,7 +239,7 @@ def test_ray_executor_gives_each_task_its_own_gpu(tmp_path):
              runtime_env={"env_vars": {"LIONBENCH_FAKE_EPOCH_SECONDS": "0.1"}})
     try:
         store, configs = Store(f"sqlite:///{tmp_path / 'runs.db'}"), fake_configs(6, epochs=5)
-        summary = run_plan(store, plan_runs(store, configs), executor="ray", options=fast())
+        summary = run_plan(plan_runs(store, configs), executor="ray", options=fast())
     finally:
         ray.shutdown()
     assert summary.done == 6
@@ -283,7 +283,7 @@ def test_submitit_local_executor_resubmits_a_preempted_job(tmp_path, monkeypatch
     monkeypatch.setattr(slurm.SlurmDriver, "submit", submit_then_preempt)
     options = fast(workers=3, checkpoint_dir=ckpt,
                    slurm=SlurmOptions(cluster="local", folder=tmp_path / "slurm", time_min=5))
-    summary = run_plan(store, plan_runs(store, configs), executor="slurm", options=options)
+    summary = run_plan(plan_runs(store, configs), executor="slurm", options=options)
     assert summary.done == 3
     assert_each_run_done_once(store, configs)
     victim = store.list_runs().set_index("run_hash").loc[preempted["run_hash"]]
@@ -316,31 +316,42 @@ def test_stale_run_goes_back_counted_and_old_claim_cannot_store(tmp_path):
 
 def test_failed_reason_kept_and_retry_failed_reruns(tmp_path):
     store, configs = Store(f"sqlite:///{tmp_path / 'runs.db'}"), fake_configs(2, fail="boom")
-    summary = run_plan(store, plan_runs(store, configs), options=fast())
+    summary = run_plan(plan_runs(store, configs), options=fast())
     assert summary.failed == 2 and "RuntimeError: boom" in summary.failures[0][1]
-    assert run_plan(store, plan_runs(store, configs), options=fast()).skipped == 2
-    again = run_plan(store, plan_runs(store, configs), retry_failed=True, options=fast())
+    assert run_plan(plan_runs(store, configs), options=fast()).skipped == 2
+    again = run_plan(plan_runs(store, configs), retry_failed=True, options=fast())
     assert again.failed == 2 and set(store.list_runs().attempts) == {2}
 
 
 def test_migration_from_a_version_1_database(any_db):
     from sqlalchemy import text
 
+    from lionbench.config import canonical_json
     from lionbench.store import SCHEMA_VERSION, create_db_engine, metadata, resolve_url
 
+    old = fake_configs(2)[1]
     engine = create_db_engine(resolve_url(any_db))
     with engine.begin() as conn:  # a database as lionbench 0.1 (schema 1) left it
         metadata.create_all(conn)
-        for col in ("requeue_reason", "requeued_at"):
+        conn.execute(text("DROP INDEX ix_runs_cell_hash"))
+        for col in ("requeue_reason", "requeued_at", "cell_hash"):
             conn.execute(text(f"ALTER TABLE runs DROP COLUMN {col}"))
         conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', '1')"))
+        conn.execute(text(
+            "INSERT INTO runs (run_hash, method, backbone, weights, weights_id, dataset, seed, "
+            "config, protocol_version, tags, status, attempts, created_at) VALUES (:h, :m, :b, "
+            "'pretrained', 'timm', :d, :s, :c, 1, '', 'done', 1, '2026-01-01T00:00:00+00:00')"),
+            dict(h=old.run_hash, m=old.method, b=old.backbone, d=old.dataset, s=old.seed,
+                 c=canonical_json(old.to_dict())))
     engine.dispose()
     Store(any_db).add_pending(fake_configs(1))  # would fail without the new columns ...
     store = Store(any_db)
-    assert store.execute("select value from meta")[0][0] == str(SCHEMA_VERSION) == "2"
+    assert store.execute("select value from meta")[0][0] == str(SCHEMA_VERSION) == "3"
+    cells = dict(store.execute("select run_hash, cell_hash from runs"))
+    assert cells[old.run_hash] == old.cell_hash  # v3 filled in the runs it found
     row = store.claim_next("w:1")
     assert store.requeue(row["id"], row["attempts"], "lost") == "pending"
-    assert store.list_runs().requeue_reason[0] == "lost"
+    assert store.get_run(row["id"])["requeue_reason"] == "lost"
 
 
 # --- end to end: lionbench run --workers, lionbench status --------------------------------------

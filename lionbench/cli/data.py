@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 from rich.table import Table
 
-from lionbench.cli_common import DATA_ROOT_HELP, console, handle_errors
+from .options import DataRootOption, console, handle_errors
 
 datasets_app = typer.Typer(help="Dataset catalog: presence on this machine, sources, layouts.",
                            invoke_without_command=True)
@@ -17,7 +15,7 @@ datasets_app = typer.Typer(help="Dataset catalog: presence on this machine, sour
 @datasets_app.callback()
 @handle_errors
 def datasets(ctx: typer.Context,
-             data_root: Path | None = typer.Option(None, "--data-root", help=DATA_ROOT_HELP),
+             data_root: DataRootOption = None,
              verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the source and "
                                           "the expected layout of every dataset.")) -> None:
     """List every dataset with classes, split sizes, where it looks and whether it is there."""
@@ -41,7 +39,7 @@ def datasets(ctx: typer.Context,
 @datasets_app.command("prepare")
 @handle_errors
 def prepare(name: str = typer.Argument(..., help="Dataset name, e.g. cifar10."),
-            data_root: Path | None = typer.Option(None, "--data-root", help=DATA_ROOT_HELP)
+            data_root: DataRootOption = None
             ) -> None:
     """Download a dataset where its source allows it (else: how to obtain it)."""
     from lionbench.data.catalog import prepare_dataset

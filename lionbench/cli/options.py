@@ -1,10 +1,15 @@
-"""What every CLI command shares: the consoles and the error handler."""
+"""What every CLI command shares: the consoles, the error handler and the options.
+
+Each option used by more than one command is declared once here as an ``Annotated`` type
+(``db: DbOption = None``), so its flag, help and parsing cannot drift between commands.
+"""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,6 +22,24 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 DB_HELP = "Database URL or SQLite path (default: $LIONBENCH_DB or results/lionbench.db)."
 DATA_ROOT_HELP = "Where datasets live (default: ./data)."
+
+DbOption = Annotated[str | None, typer.Option("--db", help=DB_HELP)]
+DataRootOption = Annotated[Path | None, typer.Option("--data-root", help=DATA_ROOT_HELP)]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
+SeedsOption = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds "
+                                                                  "(default 0).")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="key=value override, "
+                                                     "repeatable (training key, method key, "
+                                                     "or method.key).")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Rerun runs already stored.")]
+MethodsOption = Annotated[str | None, typer.Option("--methods", "-m",
+                                                   help="Comma-separated methods.")]
+BackbonesOption = Annotated[str | None, typer.Option("--backbones", "-b",
+                                                     help="Comma-separated.")]
+DatasetsOption = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated.")]
+CleanOnlyOption = Annotated[bool, typer.Option("--clean-only", help="Exclude runs from a dirty "
+                                               "git tree or an older protocol version.")]
 
 
 def handle_errors(fn: F) -> F:

@@ -1,5 +1,5 @@
 """``lionbench bench``: training-step time, throughput, memory and solver iterations per method
-and backbone, with ratios to the frozen-backbone floor and to fine-tuning (lionbench.bench)."""
+and backbone, with ratios to the frozen-backbone floor and to fine-tuning (lionbench.perf.bench)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from lionbench.cli_common import console, err_console, handle_errors
+from lionbench.config import parse_set_options
+
+from .options import console, err_console, handle_errors
 
 
 @handle_errors
@@ -37,9 +39,8 @@ def bench(
                                               "as Markdown."),
 ) -> None:
     """Time one training step per method x backbone, side by side in this one process."""
-    from lionbench.bench_preset import BenchOptions, load_preset, run_bench
-    from lionbench.bench_report import render_markdown, render_rich
-    from lionbench.config import parse_set_options
+    from lionbench.perf.preset import BenchOptions, load_preset, run_bench
+    from lionbench.perf.report import render_markdown, render_rich
 
     options = load_preset(preset) if preset else BenchOptions()
     for name, value in (("methods", methods), ("backbones", backbones)):

@@ -1,19 +1,100 @@
-"""CLI commands for stored results: ``export``, ``import`` and ``plot sensitivity|tradeoff``.
+"""CLI commands for stored results: ``table``, ``status``, ``export``, ``import`` and
+``plot sensitivity|tradeoff``.
 
-Thin on purpose: each parses its options, calls one function of ``lionbench.exchange`` or
-``lionbench.plots``, and prints one line of what it did (on stderr when the data itself goes to
-stdout, so ``lionbench export --format csv > runs.csv`` stays clean).
+Thin on purpose: each parses its options, calls one function of ``lionbench.report`` or
+``lionbench.store``, and prints what it did (on stderr when the data itself goes to stdout, so
+``lionbench export --format csv > runs.csv`` stays clean). None of them imports torch; reports
+(pandas) and plots (matplotlib) are imported by the commands that draw them, so that
+``status`` and ``export`` start in a fraction of a second.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
-from lionbench.cli_common import DB_HELP, console, err_console, handle_errors
+from lionbench.matrix import split_names
+from lionbench.store import Store
+from lionbench.store.exchange import export_runs, import_runs
+
+from .options import CleanOnlyOption, DbOption, console, err_console, handle_errors
 
 plot_app = typer.Typer(help="Draw figures from stored runs (PNG and PDF).", no_args_is_help=True)
+
+
+@handle_errors
+def table(
+    db: DbOption = None,
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich | markdown | latex | csv."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to FILE."),
+    preset: str | None = typer.Option(None, "--preset", help="table1 | table2 | table3 | table4."),
+    compare: str | None = typer.Option(None, "--compare", help="'paper': show the paper's "
+                                       "value beside ours."),
+    clean_only: CleanOnlyOption = False,
+) -> None:
+    """Render stored results in the paper's layout (mean ± std over seeds, best marked)."""
+    print_table(Store(db), fmt=fmt, output=output, preset=preset, compare=compare,
+                clean_only=clean_only)
+
+
+def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
+                output: Path | None = None, preset: str | None = None,
+                compare: str | None = None, clean_only: bool = False,
+                method_order: tuple[str, ...] | None = None) -> None:
+    """Render the store's table to stdout or ``output`` (what ``table`` and ``run`` print)."""
+    from lionbench.report import render_stored_table  # pandas: not for status or export
+    from lionbench.report.render import rich_to_text
+
+    rendered = render_stored_table(store, hashes=hashes, fmt=fmt, preset=preset,
+                                   compare=compare, clean_only=clean_only,
+                                   method_order=method_order)
+    if output:
+        text = rendered if isinstance(rendered, str) else rich_to_text(rendered)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text)
+        console.print(f"wrote {output}")
+    elif isinstance(rendered, str):
+        sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
+    else:
+        console.print(rendered)
+
+
+@handle_errors
+def status(db: DbOption = None) -> None:
+    """Counts of pending, running, done and failed runs, and the failures' reasons."""
+    print_status(Store(db))
+
+
+def print_status(store: Store) -> None:
+    """Counts per status, the running runs with their heartbeats, the failures' reasons."""
+    counts = store.count_by_status()
+    t = Table("status", "runs")
+    console.print(f"database: {store.safe_url}", highlight=False)
+    for name, n in counts.items():
+        t.add_row(name, str(n))
+    console.print(t)
+    columns = ("run_hash", "method", "backbone", "dataset", "seed", "worker", "heartbeat_at",
+               "attempts", "failure_reason")
+    running = store.fetch_runs("running", columns)
+    if running:
+        r = Table("method", "backbone", "dataset", "seed", "worker", "last heartbeat",
+                  title="running")
+        for row in running:
+            r.add_row(row["method"], row["backbone"], row["dataset"], str(row["seed"]),
+                      str(row["worker"]), str(row["heartbeat_at"]))
+        console.print(r)
+    failed = store.fetch_runs("failed", columns)
+    if failed:
+        console.print("[bold]failed runs[/]:")
+        for row in failed:
+            console.print(f"  {row['run_hash']} {row['method']} / {row['backbone']} / "
+                          f"{row['dataset']} / seed {row['seed']} (attempt {row['attempts']}): "
+                          f"{row['failure_reason']}", highlight=False, markup=False,
+                          soft_wrap=True)
+        console.print("retry them with `lionbench run ... --retry-failed`")
 
 
 @handle_errors
@@ -21,14 +102,11 @@ def export_cmd(
     fmt: str = typer.Option("csv", "--format", "-f", help="csv | json."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to FILE "
                                        "(default: stdout)."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
     status: str | None = typer.Option(None, "--status", help="Only runs of this status "
                                       "(pending | running | done | failed)."),
 ) -> None:
     """Export runs, one record each with its config, metrics and provenance."""
-    from lionbench.exchange import export_runs
-    from lionbench.store import Store
-
     n = export_runs(Store(db), fmt, output, status=status)
     target = console if output is not None else err_console
     target.print(f"exported {n} run(s)" + (f" to {output}" if output else ""), highlight=False)
@@ -38,12 +116,9 @@ def export_cmd(
 def import_cmd(
     source: str = typer.Argument(..., help="A .csv / .json export, an SQLite database file, "
                                  "or a database URL."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
 ) -> None:
     """Merge runs gathered elsewhere; present runs are skipped, done runs never overwritten."""
-    from lionbench.exchange import import_runs
-    from lionbench.store import Store
-
     report = import_runs(Store(db), source)
     console.print(report.summary(), highlight=False, markup=False)
 
@@ -55,17 +130,15 @@ def _formats(value: str) -> tuple[str, ...]:
 @plot_app.command("sensitivity")
 @handle_errors
 def plot_sensitivity_cmd(
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
     output: Path = typer.Option(Path("results/figures/sensitivity"), "--output", "-o",
                                 help="Output prefix; .png / .pdf are appended."),
     fmt: str = typer.Option("png,pdf", "--format", "-f", help="Comma-separated: png, pdf."),
     method: str = typer.Option("lion", "--method", help="The method whose sweep to plot."),
-    clean_only: bool = typer.Option(False, "--clean-only", help="Exclude runs from a dirty "
-                                    "git tree or an older protocol version."),
+    clean_only: CleanOnlyOption = False,
 ) -> None:
     """Figure 3: top-1 against tau and against the number of DEQ layers (figure3.yaml)."""
-    from lionbench.plots import plot_sensitivity
-    from lionbench.store import Store
+    from lionbench.report.plots import plot_sensitivity  # matplotlib: only when plotting
 
     paths = plot_sensitivity(Store(db).list_runs("done"), output, _formats(fmt), method=method,
                              clean_only=clean_only)
@@ -75,7 +148,7 @@ def plot_sensitivity_cmd(
 @plot_app.command("tradeoff")
 @handle_errors
 def plot_tradeoff_cmd(
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: DbOption = None,
     output: Path = typer.Option(Path("results/figures/tradeoff"), "--output", "-o",
                                 help="Output prefix; .png / .pdf are appended."),
     fmt: str = typer.Option("png,pdf", "--format", "-f", help="Comma-separated: png, pdf."),
@@ -83,13 +156,10 @@ def plot_tradeoff_cmd(
                                         "datasets (default: all with runs)."),
     variants: bool = typer.Option(False, "--variants", help="Also plot runs with non-default "
                                   "method settings (sweeps), each as its own series."),
-    clean_only: bool = typer.Option(False, "--clean-only", help="Exclude runs from a dirty "
-                                    "git tree or an older protocol version."),
+    clean_only: CleanOnlyOption = False,
 ) -> None:
     """Top-1 against trainable parameters (log scale), per method and backbone, per dataset."""
-    from lionbench.matrix import split_names
-    from lionbench.plots import plot_tradeoff
-    from lionbench.store import Store
+    from lionbench.report.plots import plot_tradeoff  # matplotlib: only when plotting
 
     paths = plot_tradeoff(Store(db).list_runs("done"), output, _formats(fmt),
                           datasets=split_names(datasets) or None, variants=variants,
@@ -103,6 +173,8 @@ def _report(paths: list[Path]) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    app.command()(table)
+    app.command()(status)
     app.command("export")(export_cmd)
     app.command("import")(import_cmd)
     app.add_typer(plot_app, name="plot")

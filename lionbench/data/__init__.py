@@ -5,6 +5,11 @@ or either with derivation suffixes (``-lt-ir100``, ``-8shot``; see ``register_de
 A ``folder:PATH`` whose PATH exists as written is taken literally, so a folder may have a name
 that looks like a suffix (``folder:data/pets-8shot``); otherwise suffixes are peeled off the end
 (``folder:data/cifar10-jpeg-lt-ir100`` is ``data/cifar10-jpeg`` made long-tailed).
+
+data owns datasets: specs and the registry (base.py, here), the built-in and folder sets
+(builtin.py), the paper's suite (suite.py), derived long-tailed and K-shot sets (derive.py),
+splits (split.py), decoding and transforms (pipeline.py) and the catalog behind
+``lionbench datasets`` (catalog.py). May import only the core modules.
 """
 
 from __future__ import annotations

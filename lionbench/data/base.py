@@ -15,6 +15,8 @@ import torch
 
 from lionbench.errors import DatasetError
 
+from .split import stratified_split
+
 
 @dataclass
 class ImageSet:
@@ -89,8 +91,6 @@ class DatasetSpec:
             return self.train_val(train, seed, val_fraction)
         if "val" in self.splits:
             return train, self.load(root, "val")
-        from .pipeline import stratified_split  # pipeline imports this module
-
         keep, held = stratified_split(train.labels, val_fraction, seed)
         return train.subset(keep), train.subset(held)
 

@@ -21,7 +21,7 @@ from lionbench.errors import DatasetError
 
 from .base import DatasetSpec, ImageSet, Loader
 from .builtin import IMAGE_SUFFIXES, list_classes, read_image_folder
-from .pipeline import stratified_split
+from .split import stratified_split
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 # Where each dataset looks under --data-root: the first existing candidate folder wins.

@@ -13,6 +13,8 @@ still holds it (``attempt`` fencing), so a run is stored exactly once however wo
   resubmitted (slurm.py).
 
 Nothing here imports torch: a worker that runs a cheap ``run_fn`` starts in about a second.
+The executors may import training (lazily, where a run trains), the store and the core
+modules; never the runner, reports or the CLI.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lionbench.errors import LionbenchError
+from lionbench.errors import LionbenchError, UnknownNameError
 
 EventFn = Callable[[str, dict[str, Any]], None]
 # (store, run hashes of the plan, options, emit) -> None; outcomes are read from the store after
@@ -86,8 +88,6 @@ class ExecOptions:
 def get_executor(name: str) -> Executor:
     """The executor function registered under ``name`` (imported on demand: extras are optional)."""
     if name not in EXECUTORS:
-        from lionbench.errors import UnknownNameError
-
         raise UnknownNameError("executor", name, ["inline", *EXECUTORS])
     module, _, func = EXECUTORS[name].partition(":")
     return getattr(importlib.import_module(module), func)
@@ -148,8 +148,6 @@ def make_options(*, executor: str | None = None, workers: int | None = None,
     gpu_list = parse_gpus(gpus)
     name = executor or ("local" if workers or gpu_list else "inline")
     if name not in ("inline", *EXECUTORS):
-        from lionbench.errors import UnknownNameError
-
         raise UnknownNameError("executor", name, ["inline", *EXECUTORS])
     if workers is not None and workers < 1:
         raise ExecutorError(f"invalid --workers {workers}; must be >= 1")

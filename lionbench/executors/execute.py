@@ -3,12 +3,14 @@
 ``compute`` trains one configuration and returns its outcome as plain data (picklable: Ray and
 submitit ship it back to the driver). ``execute_claimed`` is what a process holding a claim does:
 beat while ``compute`` runs, then store the outcome only if the claim still holds the run.
-torch is imported only when the real training function runs.
+torch is imported only when the real training function runs (a function-level import on
+purpose: workers that run a cheap ``run_fn`` in tests start in a second without it).
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
 import socket
@@ -21,13 +23,13 @@ from types import SimpleNamespace
 from typing import Any
 
 from lionbench.config import run_config_from_dict
-from lionbench.store import Store
+from lionbench.errors import LionbenchError
+from lionbench.store import METRIC_COLUMNS, Store
+from lionbench.store.provenance import git_state, package_versions
 
 EventFn = Callable[[str, dict[str, Any]], None]
 DEFAULT_RUN_FN = "lionbench.train:train_run"
-METRICS = ("test_top1", "test_top5", "val_top1", "best_epoch", "params_trainable",
-           "params_trainable_no_head", "params_total", "train_seconds", "images_per_second",
-           "peak_memory_mb")
+METRICS = METRIC_COLUMNS
 
 
 class ClaimLost(Exception):
@@ -47,8 +49,6 @@ def load_run_fn(spec: str | None) -> Callable[..., Any]:
 
 
 def config_of(row: dict[str, Any]) -> dict[str, Any]:
-    import json
-
     return row["config"] if isinstance(row["config"], dict) else json.loads(row["config"])
 
 
@@ -63,11 +63,10 @@ def compute(config: dict[str, Any], *, device: str = "auto", data_root: str | No
     fn = load_run_fn(run_fn)
     ckpt = Path(checkpoint_dir) / f"{cfg.run_hash}.pt" if checkpoint_dir else None
     if run_fn is None:
-        from lionbench.runner import run_provenance
-        from lionbench.train import select_device
+        from lionbench.train import device_name, select_device  # torch: only where it trains
 
         dev: Any = select_device(device)
-        provenance = run_provenance(dev)
+        provenance = run_provenance(device_name(dev))
     else:
         dev, provenance = device, {"host": socket.gethostname(), "device": device}
     try:
@@ -84,10 +83,15 @@ def compute(config: dict[str, Any], *, device: str = "auto", data_root: str | No
     return {"status": "done", "metrics": metrics, "extra": extra, "provenance": provenance}
 
 
+def run_provenance(device: str) -> dict[str, Any]:
+    """What is stored with every run about where it ran: host, device, code and packages."""
+    commit, dirty = git_state()
+    return {"host": socket.gethostname(), "device": device, "git_commit": commit,
+            "git_dirty": dirty, "versions": json.dumps(package_versions())}
+
+
 def failure_reason(exc: BaseException) -> str:
     """One line worth storing: out-of-memory named as such, our own errors without a trace."""
-    from lionbench.errors import LionbenchError
-
     if type(exc).__name__ == "OutOfMemoryError":
         return "out of memory: " + str(exc).splitlines()[0]
     if isinstance(exc, LionbenchError):

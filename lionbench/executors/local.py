@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import IO
 
 from lionbench.executors import EventFn, ExecOptions, ExecutorError
+from lionbench.executors.execute import die_with_parent
 from lionbench.executors.progress import Reporter
-from lionbench.executors.work import die_with_parent
 from lionbench.executors.worker import describe_exit
 from lionbench.store import Store
 
@@ -143,7 +143,7 @@ def run_local(store: Store, hashes: list[str], options: ExecOptions, emit: Event
     """Run the pending runs among ``hashes`` on local worker processes until none is left."""
     if not hashes:
         return
-    if store.url in ("sqlite://", "sqlite:///:memory:"):
+    if store.in_memory:
         raise ExecutorError("local workers need a database file or server, not in-memory SQLite")
     if options.gpus and options.device not in ("auto", "cuda"):
         raise ExecutorError(f"--gpus pins one GPU per worker (it is cuda:0 there); leave "

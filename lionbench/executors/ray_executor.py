@@ -19,8 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from lionbench.executors import EventFn, ExecOptions, ExecutorError
+from lionbench.executors.execute import compute
 from lionbench.executors.remote import RemoteDriver
-from lionbench.executors.work import compute
 from lionbench.store import Store
 
 

@@ -16,8 +16,8 @@ from datetime import timedelta
 from typing import Any
 
 from lionbench.executors import EventFn, ExecOptions
+from lionbench.executors.execute import config_of, store_outcome, worker_id
 from lionbench.executors.progress import Reporter
-from lionbench.executors.work import config_of, store_outcome, worker_id
 from lionbench.store import Store
 
 INTERRUPTED = "interrupted (Ctrl-C); resumes from its last epoch checkpoint"

@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from lionbench.executors import EventFn, ExecOptions, ExecutorError
+from lionbench.executors.execute import compute
 from lionbench.executors.remote import RemoteDriver
-from lionbench.executors.work import compute
 from lionbench.store import Store
 
 

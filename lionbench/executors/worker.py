@@ -18,7 +18,7 @@ import subprocess
 import sys
 from typing import Any
 
-from lionbench.executors.work import die_with_parent, execute_claimed, worker_id
+from lionbench.executors.execute import die_with_parent, execute_claimed, worker_id
 from lionbench.store import Store
 
 INTERRUPTED = "interrupted (Ctrl-C or SIGTERM); resumes from its last epoch checkpoint"
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        store.engine.dispose()
+        store.close()
 
 
 if __name__ == "__main__":

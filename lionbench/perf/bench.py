@@ -2,7 +2,7 @@
 
 For each backbone (random weights: speed does not depend on them) every configuration gets its
 own model built from the same seed, and one fixed batch of ``batch_size`` images. A training
-step is what ``lionbench.train`` does per batch: zero the gradients, forward under the device's
+step is what ``lionbench.train.loop`` does per batch: zero the gradients, forward under the device's
 autocast, cross-entropy, backward, ``optimizer.step()`` (the method's own optimizer, so LION's
 robust-training rule is included), with ``torch.cuda.synchronize`` around it on GPU. Models
 and the batch are channels-last on every device, as in training. The data pipeline (uint8 to
@@ -28,13 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lionbench.accel import maybe_compile
 from lionbench.backbones import create_backbone, get_backbone_spec
-from lionbench.bench_memory import MB, persistent_bytes, saved_for_backward_bytes, step_peak_bytes
-from lionbench.bench_report import BenchReport, BenchRow, machine_info
-from lionbench.config import TrainConfig, check_overrides, split_overrides
+from lionbench.config import TrainConfig, check_overrides, parse_set_options, split_overrides
 from lionbench.errors import ConfigError
 from lionbench.methods import count_parameters, create_model, get_method, list_methods
+from lionbench.train import select_device
+from lionbench.train.accel import maybe_compile
+
+from .memory import MB, persistent_bytes, saved_for_backward_bytes, step_peak_bytes
+from .report import BenchReport, BenchRow, machine_info
 
 FLOOR = "floor"
 REFERENCE = "fine-tuning"
@@ -55,8 +57,6 @@ def parse_entries(items: list[str | dict[str, Any]] | str) -> list[BenchEntry]:
     """Entries from names, ``name:key=value:key=value`` strings or ``{method, label, set,
     compile}`` maps; ``all`` expands to every registered method; ``floor`` may appear with other
     settings (e.g. compiled). Fine-tuning is added where missing (the ratios refer to it)."""
-    from lionbench.config import parse_set_options
-
     if isinstance(items, str):
         items = [s.strip() for s in items.split(",") if s.strip()]
     entries: list[BenchEntry] = []
@@ -170,8 +170,6 @@ def run_benchmark(methods: list[str | dict[str, Any]] | str, backbones: list[str
     ``method.key`` for one method; an entry's own ``set`` wins over them. ``threads``: torch's
     CPU threads for the run (restored after); None keeps the process's setting.
     """
-    from lionbench.train import select_device
-
     entries = parse_entries(methods)
     overrides = dict(overrides or {})
     check_overrides(overrides, {e.method: get_method(e.method).config_class.field_names()

@@ -21,14 +21,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from lionbench.bench_memory import MB, saved_for_backward_bytes, step_peak_bytes
+from lionbench.methods.lion import ConvBranch, EquilibriumPrompt, LionConfig
+from lionbench.train import feature_cache, train_run
+from lionbench.train.configs import create_run_config
+
+from .memory import MB, saved_for_backward_bytes, step_peak_bytes
 
 
 def deq_memory_check(image_size: int, batch_size: int, iterations: list[int],
                      device: torch.device) -> dict[str, Any]:
     """Peak step memory and bytes saved for backward of P1 per iteration count."""
-    from lionbench.methods.lion import ConvBranch, EquilibriumPrompt, LionConfig
-
     cfg = LionConfig()
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, 3, image_size, image_size, generator=gen).to(device)
@@ -70,15 +72,9 @@ def feature_cache_check(backbone: str, image_size: int, batch_size: int, device:
                         dataset: str = "digits", epochs: int = 2, max_train_samples: int = 160,
                         weights: str = "none", seed: int = 0) -> dict[str, Any]:
     """Head-tuning with and without cached features: per-epoch time and accuracy, same seed."""
-    from lionbench import feature_cache
-    from lionbench.matrix import Matrix, expand_matrix
-    from lionbench.train import train_run
-
     overrides = {"epochs": epochs, "image_size": image_size, "batch_size": batch_size,
                  "max_train_samples": max_train_samples, "augment": "none"}
-    (config,) = expand_matrix([Matrix(methods=["head-tuning"], backbones=[backbone],
-                                      datasets=[dataset], seeds=[seed], weights=weights,
-                                      overrides=overrides)])
+    config = create_run_config("head-tuning", backbone, dataset, seed, weights, overrides)
     old = os.environ.get(feature_cache.ENV)
     out: dict[str, Any] = {"backbone": backbone, "dataset": dataset, "image_size": image_size,
                            "batch_size": batch_size, "epochs": epochs,

@@ -30,9 +30,11 @@ from typing import Any
 import torch
 import yaml
 
-from lionbench.bench import ProgressFn, run_benchmark
-from lionbench.bench_report import BenchReport
 from lionbench.errors import ConfigError
+
+from .bench import ProgressFn, run_benchmark
+from .checks import deq_memory_check, feature_cache_check
+from .report import BenchReport
 
 
 @dataclass
@@ -75,8 +77,6 @@ def load_preset(path: Path) -> BenchOptions:
 
 def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> BenchReport:
     """The timing table, then the preset's checks, on the same device in the same process."""
-    from lionbench.bench_checks import deq_memory_check, feature_cache_check
-
     previous_threads = torch.get_num_threads()
     if options.threads:  # for the checks too (run_benchmark sets and restores its own)
         torch.set_num_threads(options.threads)

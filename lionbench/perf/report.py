@@ -20,7 +20,7 @@ import torch
 
 @dataclass
 class BenchRow:
-    """One configuration on one backbone (see :mod:`lionbench.bench` and ``bench_memory``)."""
+    """One configuration on one backbone (see :mod:`lionbench.perf.bench` and ``bench_memory``)."""
 
     label: str
     method: str
@@ -164,7 +164,7 @@ def render_rich(report: BenchReport) -> list:  # rich.table.Table, one per backb
 def render_markdown(report: BenchReport) -> str:
     """The tables plus the checks, as Markdown (results/perf/*.md). Columns: seconds per
     training step (median), images/s, ratios to the floor and to fine-tuning (medians of
-    per-repetition ratios), trainable parameters, memory (lionbench.bench_memory), LION's mean
+    per-repetition ratios), trainable parameters, memory (lionbench.perf.memory), LION's mean
     solver iterations per block."""
     lines = [f"_{_caption(report)}_"]
     for backbone in backbones(report):

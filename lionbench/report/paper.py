@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .catalog import default_weights
+
 FILENAME = "paper_results.csv"
 _CANDIDATES = (
-    Path(__file__).resolve().parent.parent / "results" / FILENAME,  # a source checkout
-    Path(__file__).resolve().parent / "assets" / FILENAME,  # package data
+    Path(__file__).resolve().parents[2] / "results" / FILENAME,  # a source checkout
+    Path(__file__).resolve().parents[1] / "assets" / FILENAME,  # package data
 )
 
 # The paper's dataset ids (column ``dataset`` of the CSV) -> our dataset names.
@@ -57,11 +59,6 @@ METHOD_LABELS = {
     "adapter": "Adapter", "bias": "Bias", "vpt": "VPT", "lion": "LION",
     "lion-p1": "LION-P1", "lion-p2": "LION-P2", "lion-r": "LION-R",
 }
-
-
-def default_weights(method: str) -> str:
-    """The weights a method normally starts from: none for retraining, pretrained otherwise."""
-    return "none" if method == "retraining" else "pretrained"
 
 
 @dataclass(frozen=True)

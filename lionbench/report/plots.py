@@ -20,15 +20,17 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lionbench import reference as ref
+from lionbench.config import PROTOCOL_VERSION
 from lionbench.errors import LionbenchError
+
+from . import paper as ref
+from .catalog import default_weights, method_defaults, non_default_settings
 
 FORMATS = ("png", "pdf")
 SERIES_KEY = "lionbench:series"  # PNG text chunk; the PDF carries the same JSON as Subject
@@ -184,8 +186,6 @@ def read_series(path: Path) -> list[Series]:
 
 # --- helpers -------------------------------------------------------------------------------
 def _done(runs: pd.DataFrame, clean_only: bool) -> pd.DataFrame:
-    from lionbench.config import PROTOCOL_VERSION
-
     df = runs.copy()
     if "status" in df.columns:
         df = df[df["status"] == "done"]
@@ -210,23 +210,12 @@ def _with_method_config(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(_mc=mcs, _diff=diffs)
 
 
-@lru_cache(maxsize=64)
-def _defaults(method: str) -> tuple[tuple[str, Any], ...] | None:
-    from lionbench.methods import get_method
-
-    try:
-        return tuple(sorted(get_method(method).make_config().to_dict().items()))
-    except LionbenchError:
-        return None  # a method this install does not know: its settings count as defaults
-
-
 def _diff(method: str, mc: dict[str, Any]) -> dict[str, Any]:
-    defaults = dict(_defaults(method) or ())
-    return {k: v for k, v in sorted(mc.items()) if k in defaults and defaults[k] != v}
+    return non_default_settings(method, dict(sorted(mc.items())))
 
 
 def _param(mc: dict[str, Any], method: str, name: str) -> float | None:
-    value = mc.get(name, dict(_defaults(method) or ()).get(name))
+    value = mc.get(name, (method_defaults(method) or {}).get(name))
     return float(value) if isinstance(value, int | float) else None
 
 
@@ -234,7 +223,7 @@ def _variant_label(method: str, weights: Any, diff: dict[str, Any]) -> str:
     label = ref.METHOD_LABELS.get(method, method)
     parts = [f"{k}={v}" for k, v in diff.items()]
     w = "pretrained" if weights in (None, "", "timm") else str(weights)
-    if w != ref.default_weights(method):
+    if w != default_weights(method):
         parts.append(f"weights={w}")
     return f"{label} ({', '.join(parts)})" if parts else label
 

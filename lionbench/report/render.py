@@ -4,22 +4,33 @@ Why several: rich for reading results in a terminal, markdown for READMEs and is
 paste into a paper (best values in ``\\textbf``, booktabs rules, backbone on the first row of
 its block, no multirow package needed), CSV for machines (plain numbers: mean, std and n as
 separate columns, one line per cell, nothing rounded for display).
+
+CSV is pandas' ``DataFrame.to_csv``. Markdown and LaTeX stay hand-written because pandas cannot
+produce the paper's layout the golden tests pin (tests/golden/): ``Styler.to_latex`` (tried,
+pandas 3.1) sets the backbone with ``\\multirow`` (an extra package) and separates blocks with
+``\\cline`` where the paper uses booktabs' ``\\midrule``, has no ``\\cmidrule`` under grouped
+headers (Table 3) and cannot bold only the mean of ``mean ± std``; ``DataFrame.to_markdown``
+needs the ``tabulate`` package and has no two-level header.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Any
 
-from lionbench.tables import ComparisonTable, cell_text, format_number
+import pandas as pd
+
+from .tables import ComparisonTable, cell_text, format_number
 
 FORMATS = ("rich", "markdown", "latex", "csv")
+CSV_COLUMNS = ("backbone", "method", "weights", "backbone_label", "method_label", "dataset",
+               "column_label", "metric", "mean", "std", "n", "best", "flags", "params_m")
+CSV_PAPER_COLUMNS = ("paper", "delta", "paper_params_m")
 PARAM_DIGITS = 3
 
 
-def render(table: ComparisonTable, fmt: str) -> Any:
-    """Dispatch on ``fmt``; "rich" gives a rich.table.Table, the others a string."""
+def render_table(table: ComparisonTable, fmt: str = "markdown") -> Any:
+    """Render as "rich" (a rich.table.Table), "markdown", "latex" or "csv" (strings)."""
     renderers = {"rich": to_rich, "markdown": to_markdown, "latex": to_latex, "csv": to_csv}
     if fmt not in renderers:
         raise ValueError(f"unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
@@ -143,28 +154,32 @@ def to_latex(table: ComparisonTable) -> str:
     return "\n".join(out) + "\n"
 
 
-def _plain(x: float | None, digits: int = 6) -> str:
-    return "" if x is None else repr(round(x, digits))
-
-
 def to_csv(table: ComparisonTable) -> str:
-    """Long form, one line per (row, column) cell, empty mean and n=0 where there is no run."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    header = ["backbone", "method", "weights", "backbone_label", "method_label", "dataset",
-              "column_label", "metric", "mean", "std", "n", "best", "flags", "params_m"]
+    """Long form, one line per (row, column) cell, empty mean and n=0 where there is no run.
+
+    Written by pandas (``DataFrame.to_csv``); numbers rounded to 6 decimals, nothing else.
+    """
     compare = table.compare == "paper"
-    w.writerow(header + (["paper", "delta", "paper_params_m"] if compare else []))
+    records = []
     for i, row in enumerate(table.rows):
         for col, c in zip(table.columns, table.cells[i], strict=True):
-            line = [row.backbone, row.method, row.weights, row.backbone_label, row.method_label,
-                    col.dataset, f"{col.group} {col.label}" if col.group else col.label,
-                    table.metric, _plain(c.mean), _plain(c.std), c.n, int(c.best),
-                    ";".join(c.flags), _plain(table.params_m[i])]
+            record = {"backbone": row.backbone, "method": row.method, "weights": row.weights,
+                      "backbone_label": row.backbone_label, "method_label": row.method_label,
+                      "dataset": col.dataset,
+                      "column_label": f"{col.group} {col.label}" if col.group else col.label,
+                      "metric": table.metric, "mean": c.mean, "std": c.std, "n": c.n,
+                      "best": int(c.best), "flags": ";".join(c.flags),
+                      "params_m": table.params_m[i]}
             if compare:
-                line += [_plain(c.paper), _plain(c.delta), _plain(table.paper_params_m[i])]
-            w.writerow(line)
-    return buf.getvalue()
+                record |= {"paper": c.paper, "delta": c.delta,
+                           "paper_params_m": table.paper_params_m[i]}
+            records.append(record)
+    columns = CSV_COLUMNS + (CSV_PAPER_COLUMNS if compare else ())
+    df = pd.DataFrame.from_records(records, columns=list(columns))
+    numeric = ["mean", "std", "params_m"] + (["paper", "delta", "paper_params_m"] if compare
+                                             else [])
+    df[numeric] = df[numeric].astype(float).round(6)
+    return df.to_csv(index=False, lineterminator="\n")
 
 
 def to_rich(table: ComparisonTable) -> Any:

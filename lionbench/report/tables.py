@@ -14,7 +14,7 @@ out with ``clean_only=True``; runs that started from other weights than the meth
 
 ``compare="paper"`` writes the paper's value and our difference beside each of our cells:
 ``0.8512 (paper 0.8628, -0.0116)`` (difference = ours - paper; ``- (paper 0.8628)`` where we
-have no run yet). Rendering lives in ``lionbench.tables_render``.
+have no run yet). Rendering lives in ``lionbench.report.render``.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from typing import Any
 
 import pandas as pd
 
-from lionbench import reference as ref
+from lionbench.config import PROTOCOL_VERSION
+
+from . import paper as ref
+from .catalog import default_weights, non_default_settings
 
 __all__ = ["Cell", "Column", "ComparisonTable", "Row", "build_table", "cell_text",
-           "format_number", "render_table", "PRESETS"]
+           "format_number", "PRESETS"]
 
 PRESETS = ref.PRESETS
 FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020"}  # † for an old protocol version
@@ -146,14 +149,23 @@ def _normalise(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
             df[col] = default
     if "weights" not in df.columns:
         df["weights"] = None
-    weights = df["weights"].astype(object).where(df["weights"].notna(), None)
+    methods = df["method"].tolist()
+    weights = df["weights"].astype(object).where(df["weights"].notna(), None).tolist()
     df["weights"] = [
-        ref.default_weights(m) if w is None or w == "" else
+        default_weights(m) if w is None or w == "" else
         ("pretrained" if str(w) in PRETRAINED_ALIASES else str(w))
-        for m, w in zip(df["method"], weights, strict=True)
+        for m, w in zip(methods, weights, strict=True)
     ]
-    df["_settings"] = [_settings_label(m, c) for m, c in zip(
-        df["method"], df["config"] if "config" in df.columns else [None] * len(df), strict=True)]
+    configs = df["config"].tolist() if "config" in df.columns else [None] * len(df)
+    labels: dict[tuple[str, int], str] = {}  # the runs of a stored cell share one config dict
+
+    def label(method: str, config: Any) -> str:
+        key = (method, id(config))
+        if key not in labels:
+            labels[key] = _settings_label(method, config)
+        return labels[key]
+
+    df["_settings"] = [label(m, c) for m, c in zip(methods, configs, strict=True)]
     df["_value"] = pd.to_numeric(df[metric], errors="coerce")
     df["_dirty"] = df["git_dirty"].astype(object).map(lambda v: bool(v) if pd.notna(v) else False)
     return df
@@ -164,15 +176,8 @@ def _settings_label(method: str, config: Any) -> str:
     defaults, so that a sweep (Figure 3) gets one row per value instead of one merged mean."""
     if not isinstance(config, dict) or not isinstance(config.get("method_config"), dict):
         return ""
-    from lionbench.errors import LionbenchError
-    from lionbench.methods import get_method
-
-    try:
-        defaults = get_method(method).make_config().to_dict()
-    except LionbenchError:
-        return ""
-    return ", ".join(f"{k}={v}" for k, v in config["method_config"].items()
-                     if k in defaults and defaults[k] != v)
+    return ", ".join(f"{k}={v}" for k, v in
+                     non_default_settings(method, config["method_config"]).items())
 
 
 def _order(values: list[str], first: tuple[str, ...]) -> list[str]:
@@ -204,8 +209,6 @@ def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = 
     if metric not in runs.columns:
         raise ValueError(f"runs have no column '{metric}'")
     if current_protocol is None:
-        from lionbench.config import PROTOCOL_VERSION
-
         current_protocol = PROTOCOL_VERSION
     df = _normalise(runs, metric)
     excluded: dict[str, int] = {}
@@ -241,11 +244,15 @@ def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = 
         show_params, params_label = True, "Params (M)"
 
     rows: list[Row] = []
+    variants_of: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (bb, m) -> {(w, settings)}
+    for bb, m, w, settings in set(zip(df["backbone"].tolist(), df["method"].tolist(),
+                                      df["weights"].tolist(), df["_settings"].tolist(),
+                                      strict=True)):
+        variants_of.setdefault((bb, m), set()).add((w, settings))
     for bb in backbones:
         for m in methods:
-            default = ref.default_weights(m)
-            mine = df[(df["backbone"] == bb) & (df["method"] == m)]
-            found = set(zip(mine["weights"], mine["_settings"], strict=True))
+            default = default_weights(m)
+            found = variants_of.get((bb, m), set())
             if preset is None and not found:
                 continue
             variants = [(default, "")] + sorted(found - {(default, "")},
@@ -259,25 +266,27 @@ def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = 
                 suffix = f" ({', '.join(parts)})" if parts else ""
                 rows.append(Row(bb, m, w, bb_labels.get(bb, bb), label + suffix, settings))
 
-    groups = {k: g for k, g in df.groupby(["backbone", "method", "weights", "_settings",
-                                           "dataset"])}
+    keys = ["backbone", "method", "weights", "_settings", "dataset"]
+    stats = (df.assign(_params=pd.to_numeric(df["params_trainable"], errors="coerce"))
+             .groupby(keys, sort=False)
+             .agg(mean=("_value", "mean"), std=("_value", "std"), n=("_value", "size"),
+                  dirty=("_dirty", "any"), protocol=("_protocol", "any"),
+                  params=("_params", "max"))
+             .to_dict("index"))
     cells, params_m, paper_params = [], [], []
     for row in rows:
         line, pmax = [], None
-        usual = row.weights == ref.default_weights(row.method) and not row.settings
+        usual = row.weights == default_weights(row.method) and not row.settings
         for col in columns:
-            g = groups.get((row.backbone, row.method, row.weights, row.settings, col.dataset))
+            g = stats.get((row.backbone, row.method, row.weights, row.settings, col.dataset))
             cell = Cell()
-            if g is not None and len(g):
-                vals = g["_value"].astype(float)
-                cell = Cell(mean=float(vals.mean()), n=len(vals),
-                            std=float(vals.std(ddof=1)) if len(vals) > 1 else None,
-                            flags=tuple(f for f, col_ in (("dirty", "_dirty"),
-                                                          ("protocol", "_protocol"))
-                                        if bool(g[col_].any())))
-                p = pd.to_numeric(g["params_trainable"], errors="coerce").max()
-                if pd.notna(p):
-                    pmax = max(pmax or 0.0, float(p) / 1e6)
+            if g is not None:
+                n = int(g["n"])
+                cell = Cell(mean=float(g["mean"]), n=n,
+                            std=float(g["std"]) if n > 1 else None,
+                            flags=tuple(f for f in ("dirty", "protocol") if bool(g[f])))
+                if pd.notna(g["params"]):
+                    pmax = max(pmax or 0.0, float(g["params"]) / 1e6)
             if compare and usual:
                 cell.paper = ref.paper_value(row.backbone, row.method, col.dataset)
             line.append(cell)
@@ -291,13 +300,6 @@ def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = 
                             excluded)
     _mark_best(table)
     return table
-
-
-def render_table(table: ComparisonTable, fmt: str = "markdown") -> Any:
-    """Render as "rich" (a rich.table.Table), "markdown", "latex" or "csv" (strings)."""
-    from lionbench.tables_render import render
-
-    return render(table, fmt)
 
 
 def _mark_best(table: ComparisonTable) -> None:

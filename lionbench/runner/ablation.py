@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from lionbench.config import parse_set_options
 from lionbench.errors import ConfigError
 from lionbench.matrix import Matrix, parse_seeds, split_names
+from lionbench.store import Store
+
+from .plan import Plan, expand_matrix, plan_runs
 
 VARIANTS = ("lion-p1", "lion-p2", "lion-r")
 TABLE4_ORDER = ("lion-p1", "lion-p2", "lion-r", "lion")
@@ -51,3 +55,15 @@ def create_ablation_matrices(backbones: str, datasets: str, *, variant: str | No
         matrices.append(Matrix(methods=["lion"],
                                overrides={**overrides, "lion.deq_layers": layers}, **base))
     return matrices
+
+
+def build_ablation_plan(backbones: str, datasets: str, *, variant: str | None = None,
+                        taus: str | None = None, deq_layers: str | None = None,
+                        seeds: str | None = None, set_items: list[str] | None = None,
+                        weights: str = "pretrained", db: str | None = None) -> Plan:
+    """Check the ablation's matrices, then plan them against the store (Table 4's row order)."""
+    matrices = create_ablation_matrices(backbones, datasets, variant=variant, taus=taus,
+                                        deq_layers=deq_layers, seeds=seeds,
+                                        overrides=parse_set_options(set_items), weights=weights)
+    configs = expand_matrix(matrices)
+    return plan_runs(Store(db), configs, tags="ablation", method_order=TABLE4_ORDER)

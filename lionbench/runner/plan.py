@@ -1,23 +1,62 @@
-"""The library behind the CLI: one function per command, usable from Python.
+"""Plans: a matrix expanded into run configs, checked, and compared with what the store holds.
 
->>> from lionbench.api import run_matrix
->>> summary = run_matrix(methods="head-tuning", backbones="demo-resnet", datasets="digits",
-...                      db="sqlite://", overrides={"epochs": 1})  # doctest: +SKIP
+Everything a user typed is checked here, before the store is opened: every method, backbone and
+dataset name, every override (``--set``) against the methods of its matrix, every value against
+its config's bounds. ``build_plan`` then opens the store and records, per config, whether it is
+new, pending, running, done or failed; ``lionbench.runner.run.run_plan`` executes it.
 """
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lionbench.config import PROTOCOL_VERSION, parse_set_options
+from lionbench.backbones import get_backbone_spec
+from lionbench.config import RunConfig, check_overrides, parse_set_options
+from lionbench.data import get_dataset
 from lionbench.errors import ConfigError
-from lionbench.executors import ExecOptions
-from lionbench.matrix import Matrix, expand_matrix, load_matrix_file, parse_seeds, split_names
-from lionbench.runner import Plan, RunSummary, plan_runs, run_plan
+from lionbench.matrix import Matrix, load_matrix_file, parse_seeds, split_names
+from lionbench.methods import get_method
 from lionbench.store import Store
+from lionbench.train.configs import create_run_config
 
-TABLE_FORMATS = ("rich", "markdown", "latex", "csv")
+
+@dataclass
+class Plan:
+    """What ``run`` would do: each config with its stored status (None = new), in ``store``."""
+
+    store: Store
+    configs: list[RunConfig]
+    statuses: dict[str, str | None]
+    tags: str = ""
+    method_order: tuple[str, ...] | None = field(default=None)  # table order (ablate: Table 4)
+
+    @property
+    def hashes(self) -> list[str]:
+        return [c.run_hash for c in self.configs]
+
+    def to_run(self, force: bool = False, retry_failed: bool = False) -> list[RunConfig]:
+        todo = {None, "pending", "running"}
+        if retry_failed:
+            todo.add("failed")
+        return [c for c in self.configs if force or self.statuses[c.run_hash] in todo]
+
+    def rows(self, force: bool = False, retry_failed: bool = False) -> list[dict[str, Any]]:
+        todo = {c.run_hash for c in self.to_run(force, retry_failed)}
+        return [{"run_hash": c.run_hash, "method": c.method, "backbone": c.backbone,
+                 "dataset": c.dataset, "seed": c.seed, "weights": c.weights,
+                 "stored": self.statuses[c.run_hash] or "new",
+                 "action": "run" if c.run_hash in todo else "skip"} for c in self.configs]
+
+
+def plan_runs(store: Store, configs: list[RunConfig], tags: str = "",
+              method_order: tuple[str, ...] | None = None) -> Plan:
+    """Compare ``configs`` with the store: which are new, which stored and how."""
+    stored = store.get_statuses([c.run_hash for c in configs])
+    return Plan(store, configs, {c.run_hash: stored.get(c.run_hash) for c in configs}, tags,
+                method_order)
 
 
 def create_matrices(config_file: Path | None = None, methods: str | list[str] | None = None,
@@ -49,55 +88,34 @@ def create_matrices(config_file: Path | None = None, methods: str | list[str] | 
     return matrices
 
 
-def build_plan(config_file: Path | None, methods: str | None, backbones: str | None,
-               datasets: str | None, seeds: str | None, set_items: list[str] | None,
-               weights: str | None, db: str | None) -> tuple[Plan, Store, str]:
+def expand_matrix(matrices: list[Matrix]) -> list[RunConfig]:
+    """Validate every block and return its run configs, in order, without duplicates."""
+    configs: dict[str, RunConfig] = {}
+    for m in matrices:
+        for kind, names in (("methods", m.methods), ("backbones", m.backbones),
+                            ("datasets", m.datasets)):
+            if not names:
+                raise ConfigError(f"no {kind} given; pass --{kind} or list them in the file")
+        fields = {name: get_method(name).config_class.field_names() for name in m.methods}
+        for name in m.backbones:
+            get_backbone_spec(name)
+        for name in m.datasets:
+            get_dataset(name)
+        check_overrides(m.overrides, fields)
+        for method, backbone, dataset, seed in itertools.product(m.methods, m.backbones,
+                                                                 m.datasets, m.seeds):
+            config = create_run_config(method, backbone, dataset, seed, m.weights, m.overrides)
+            configs.setdefault(config.run_hash, config)
+    return list(configs.values())
+
+
+def build_plan(config_file: Path | None = None, methods: str | None = None,
+               backbones: str | None = None, datasets: str | None = None,
+               seeds: str | None = None, set_items: list[str] | None = None,
+               weights: str | None = None, db: str | None = None) -> Plan:
     """Validate everything, then open the store and compare the matrix with what it holds."""
     matrices = create_matrices(config_file, methods, backbones, datasets, seeds,
                                parse_set_options(set_items), weights)
     configs = expand_matrix(matrices)  # every name and value checked before the store is touched
-    store = Store(db)
     tags = matrices[0].name if matrices and matrices[0].name else ""
-    return plan_runs(store, configs), store, tags
-
-
-def run_matrix(config_file: Path | None = None, *, methods: str | None = None,
-               backbones: str | None = None, datasets: str | None = None,
-               seeds: str | None = None, overrides: dict[str, Any] | None = None,
-               weights: str | None = None, db: str | None = None, force: bool = False,
-               data_root: Path | None = None, device: str = "auto", executor: str = "inline",
-               options: ExecOptions | None = None) -> RunSummary:
-    """Plan and run a matrix (the CLI's ``run`` without the progress bars): in this process, or
-    with ``executor`` ``local``/``ray``/``slurm`` and its ``options`` (lionbench.executors)."""
-    matrices = create_matrices(config_file, methods, backbones, datasets, seeds, overrides,
-                               weights)
-    store = Store(db)
-    plan = plan_runs(store, expand_matrix(matrices))
-    return run_plan(store, plan, force=force, data_root=data_root, device=device,
-                    executor=executor, options=options)
-
-
-def load_done_runs(store: Store, hashes: list[str] | None = None):  # -> pandas.DataFrame
-    """Done runs, optionally only those of a plan, with their config flattened for tables."""
-    df = store.list_runs("done")
-    if hashes is not None:
-        df = df[df.run_hash.isin(hashes)]
-    return df.reset_index(drop=True)
-
-
-def render_stored_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
-                        preset: str | None = None, compare: str | None = None,
-                        clean_only: bool = False, method_order: tuple[str, ...] | None = None
-                        ) -> Any:
-    """The comparison table of the store's done runs, rendered in ``fmt``."""
-    from lionbench.tables import build_table, render_table
-
-    runs = load_done_runs(store, hashes)
-    try:
-        table = build_table(runs, preset=preset, clean_only=clean_only, compare=compare,
-                            current_protocol=PROTOCOL_VERSION, method_order=method_order)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if fmt not in TABLE_FORMATS:
-        raise ConfigError(f"unknown table format '{fmt}'; valid: {', '.join(TABLE_FORMATS)}")
-    return render_table(table, fmt)
+    return plan_runs(Store(db), configs, tags)

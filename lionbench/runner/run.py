@@ -5,51 +5,27 @@ claim, so an interrupted matrix resumes where it stopped and several workers can
 matrix. A run that raises is stored as ``failed`` with its reason and the matrix goes on;
 Ctrl-C puts the run in hand back to ``pending``, to resume from its last epoch checkpoint.
 Where the runs train is an executor's business (lionbench.executors): this process by default.
-torch is imported only when this process trains.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lionbench.config import RunConfig, run_config_from_dict
+from lionbench.config import run_config_from_dict
 from lionbench.executors import EventFn, ExecOptions, get_executor
-from lionbench.executors.work import METRICS, config_of, execute_claimed, failure_reason, worker_id
+from lionbench.executors.execute import config_of, execute_claimed, worker_id
+from lionbench.executors.local import describe as describe_local
 from lionbench.store import Store
+from lionbench.store.provenance import host_name
+from lionbench.train import select_device
 
-if TYPE_CHECKING:
-    import torch
-
-    from lionbench.train import RunResult
+from .plan import Plan, create_matrices, expand_matrix, plan_runs
 
 STALE_AFTER = timedelta(minutes=10)  # at the start of a run: silent this long = lost
-
-
-@dataclass
-class Plan:
-    """What ``run`` would do: each config with its stored status (None = new)."""
-
-    configs: list[RunConfig]
-    statuses: dict[str, str | None]
-
-    def to_run(self, force: bool = False, retry_failed: bool = False) -> list[RunConfig]:
-        todo = {None, "pending", "running"}
-        if retry_failed:
-            todo.add("failed")
-        return [c for c in self.configs if force or self.statuses[c.run_hash] in todo]
-
-    def rows(self, force: bool = False, retry_failed: bool = False) -> list[dict[str, Any]]:
-        todo = {c.run_hash for c in self.to_run(force, retry_failed)}
-        return [{"run_hash": c.run_hash, "method": c.method, "backbone": c.backbone,
-                 "dataset": c.dataset, "seed": c.seed, "weights": c.weights,
-                 "stored": self.statuses[c.run_hash] or "new",
-                 "action": "run" if c.run_hash in todo else "skip"} for c in self.configs]
 
 
 @dataclass
@@ -59,11 +35,6 @@ class RunSummary:
     skipped: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
     pending: int = 0  # left pending or running (interrupted, or held by another driver)
-
-
-def plan_runs(store: Store, configs: list[RunConfig]) -> Plan:
-    stored = store.get_statuses([c.run_hash for c in configs])
-    return Plan(configs, {c.run_hash: stored.get(c.run_hash) for c in configs})
 
 
 def reclaim_stale(store: Store, hashes: list[str],
@@ -82,10 +53,6 @@ def reclaim_stale(store: Store, hashes: list[str],
                                       hashes=hashes)
 
 
-def host_name() -> str:
-    return socket.gethostname()
-
-
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # a row claimed by this very process cannot be running now
@@ -98,8 +65,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def run_plan(store: Store, plan: Plan, *, force: bool = False, retry_failed: bool = False,
-             data_root: Path | None = None, device: str = "auto", tags: str = "",
+def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
+             data_root: Path | None = None, device: str = "auto",
              on_event: EventFn | None = None, executor: str = "inline",
              options: ExecOptions | None = None) -> RunSummary:
     """Execute the plan's runs that are not stored yet; return counts and failures.
@@ -107,12 +74,13 @@ def run_plan(store: Store, plan: Plan, *, force: bool = False, retry_failed: boo
     ``executor``: ``inline`` (this process), ``local``, ``ray`` or ``slurm`` (lionbench.executors)
     with ``options``; ``data_root`` and ``device`` given here win over the options' own.
     """
+    store = plan.store
     emit = on_event or (lambda kind, info: None)
     opts = resolve_options(store, options, data_root=data_root, device=device)
     todo = plan.to_run(force, retry_failed)
     hashes = [c.run_hash for c in todo]
     summary = RunSummary(skipped=len(plan.configs) - len(todo))
-    store.add_pending(todo, tags=tags)
+    store.add_pending(todo, tags=plan.tags)
     if force:
         store.reset_to_pending(hashes)
     elif retry_failed:
@@ -140,8 +108,6 @@ def run_plan(store: Store, plan: Plan, *, force: bool = False, retry_failed: boo
 def run_inline(store: Store, hashes: list[str], opts: ExecOptions, emit: EventFn,
                summary: RunSummary) -> None:
     """The plain ``lionbench run``: claim and train one run after the other in this process."""
-    from lionbench.train import select_device
-
     dev = select_device(opts.device)
     payload = {**opts.work_payload(), "device": str(dev)}
     emit("start", {"total": len(hashes), "skipped": summary.skipped, "device": str(dev)})
@@ -162,36 +128,32 @@ def resolve_options(store: Store, options: ExecOptions | None, *, data_root: Pat
     if data_root is not None:
         opts.data_root = data_root
     if opts.checkpoint_dir is None and opts.checkpoints:
-        database = store.engine.url.database or ""
         if os.environ.get("LIONBENCH_CHECKPOINTS"):
             opts.checkpoint_dir = Path(os.environ["LIONBENCH_CHECKPOINTS"])
-        elif store.engine.dialect.name != "sqlite":
+        elif not store.is_sqlite:
             opts.checkpoint_dir = Path("results/checkpoints")
-        elif database and database != ":memory:":
-            opts.checkpoint_dir = Path(database).resolve().parent / "checkpoints"
+        elif store.sqlite_file is not None:
+            opts.checkpoint_dir = store.sqlite_file.parent / "checkpoints"
     return opts
 
 
 def describe_executor(name: str, opts: ExecOptions) -> str:
     if name == "local":
-        from lionbench.executors.local import describe
-
-        return describe(opts)
+        return describe_local(opts)
     return {"ray": f"Ray ({opts.address or 'local cluster'})",
             "slurm": f"Slurm via submitit ({opts.slurm.cluster or 'slurm'})"}.get(name, name)
 
 
-def metrics_of(result: RunResult) -> dict[str, Any]:
-    return {k: getattr(result, k) for k in METRICS}
-
-
-def run_provenance(device: torch.device) -> dict[str, Any]:
-    from lionbench.provenance import device_name, git_state, package_versions
-
-    commit, dirty = git_state()
-    return {"host": host_name(), "device": device_name(device), "git_commit": commit,
-            "git_dirty": dirty, "versions": json.dumps(package_versions())}
-
-
-__all__ = ["Plan", "RunSummary", "plan_runs", "run_plan", "reclaim_stale", "failure_reason",
-           "worker_id", "metrics_of", "run_provenance"]
+def run_matrix(config_file: Path | None = None, *, methods: str | None = None,
+               backbones: str | None = None, datasets: str | None = None,
+               seeds: str | None = None, overrides: dict[str, Any] | None = None,
+               weights: str | None = None, db: str | None = None, force: bool = False,
+               data_root: Path | None = None, device: str = "auto", executor: str = "inline",
+               options: ExecOptions | None = None) -> RunSummary:
+    """Plan and run a matrix (the CLI's ``run`` without the progress bars): in this process, or
+    with ``executor`` ``local``/``ray``/``slurm`` and its ``options`` (lionbench.executors)."""
+    matrices = create_matrices(config_file, methods, backbones, datasets, seeds, overrides,
+                               weights)
+    plan = plan_runs(Store(db), expand_matrix(matrices))
+    return run_plan(plan, force=force, data_root=data_root, device=device, executor=executor,
+                    options=options)

@@ -35,7 +35,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from lionbench import __version__
-from lionbench.exchange_records import (
+
+from .records import (
     COLUMNS,
     EXPORT_FORMAT,
     JSON_COLUMNS,
@@ -44,7 +45,8 @@ from lionbench.exchange_records import (
     read_records,
     read_rows,
 )
-from lionbench.store import SCHEMA_VERSION, Store, runs
+from .schema import SCHEMA_VERSION, runs
+from .store import Store
 
 FORMATS = ("csv", "json")
 STATUS_RANK = {"done": 0, "failed": 1, "pending": 2, "running": 3}  # which duplicate wins

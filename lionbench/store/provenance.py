@@ -1,4 +1,8 @@
-"""Provenance stored with every run: code version, package versions, host and device."""
+"""Provenance stored with every run: code version, package versions, host and CPU model.
+
+Plain Python, no torch: the device a run trained on is described by the training side
+(``lionbench.train.device.device_name``), which has torch loaded anyway.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,13 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 PACKAGES = ("lionbench", "torch", "torchvision", "timm", "numpy", "sqlalchemy")
 
 
 @lru_cache(maxsize=1)
 def git_state() -> tuple[str | None, bool | None]:
     """(commit, dirty) of the checkout lionbench runs from; (None, None) outside git."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
 
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
@@ -40,12 +42,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{cpu_model()} x{torch.get_num_threads()} threads"
 
 
 @lru_cache(maxsize=1)

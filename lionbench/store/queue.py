@@ -1,25 +1,25 @@
-"""The run queue's recovery side: runs go back when their worker is lost, stopped or preempted.
+"""The run queue: every change of a run's status, each one conditional ``UPDATE``.
 
-:class:`~lionbench.store.Store` claims runs (``claim_next``) and stores their outcome
-(``mark_done``/``mark_failed``); this mixin holds what crash safety adds on top. Every change is
-one conditional ``UPDATE`` on ``status='running'`` (and, for a single run, on the claim's
-``attempts`` number, which identifies the claim), so a worker that lost its claim can neither
+A run moves pending -> running -> done | failed, and back to pending when its worker is lost,
+stopped or preempted. A worker takes the next pending run with one atomic ``UPDATE ...
+RETURNING`` (never a read then a write), so concurrent workers never claim the same run. Every
+later change is conditional on ``status='running'`` and, for a single run, on the claim's
+``attempts`` number, which identifies the claim: a worker that lost its claim can neither
 requeue nor overwrite the run another worker now holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import math
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.engine import Engine
 
-FINISHED = ("done", "failed")
-PROGRESS_COLUMNS = ("id", "run_hash", "status", "method", "backbone", "dataset", "seed",
-                    "test_top1", "val_top1", "params_trainable", "train_seconds",
-                    "failure_reason", "attempts")
+from .schema import METRIC_COLUMNS, STATUSES
 
 
 def utcnow() -> str:
@@ -36,10 +36,76 @@ def claim_held(table: Table, run_id: int, attempt: int | None) -> list[Any]:
 
 
 class RunQueue:
-    """Mixin of :class:`Store`: requeueing, driver-side heartbeats and progress queries."""
+    """Base of :class:`~lionbench.store.Store`: claiming, beating, finishing, requeueing."""
 
     engine: Engine
     table: Table
+
+    def claim_next(self, worker: str, hashes: list[str] | None = None) -> dict[str, Any] | None:
+        """Atomically take the oldest pending run (optionally among ``hashes``) for ``worker``."""
+        t = self.table
+        pick = select(t.c.id).where(t.c.status == "pending")
+        if hashes is not None:
+            pick = pick.where(t.c.run_hash.in_(hashes))
+        pick = pick.order_by(t.c.id).limit(1)
+        if self.engine.dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        now = utcnow()
+        stmt = (update(t).where(t.c.id == pick.scalar_subquery(), t.c.status == "pending")
+                .values(status="running", worker=worker, started_at=now, heartbeat_at=now,
+                        attempts=t.c.attempts + 1)
+                .returning(*t.c))
+        with self.engine.begin() as conn:
+            row = conn.execute(stmt).mappings().first()
+        return dict(row) if row else None
+
+    def heartbeat(self, run_id: int, attempt: int | None = None) -> bool:
+        """Record that the run's worker is alive; False once claim ``attempt`` lost the run."""
+        with self.engine.begin() as conn:
+            res = conn.execute(update(self.table).where(*claim_held(self.table, run_id, attempt))
+                               .values(heartbeat_at=utcnow()))
+        return res.rowcount == 1
+
+    def heartbeat_many(self, run_ids: Sequence[int], worker: str) -> int:
+        """One beat for every run a driver holds on its tasks' behalf (Ray, Slurm)."""
+        if not run_ids:
+            return 0
+        t = self.table
+        with self.engine.begin() as conn:
+            return conn.execute(update(t).where(t.c.id.in_(list(run_ids)),
+                                                t.c.status == "running", t.c.worker == worker)
+                                .values(heartbeat_at=utcnow())).rowcount
+
+    def mark_done(self, run_id: int, metrics: dict[str, Any], extra: dict[str, Any],
+                  provenance: dict[str, Any], attempt: int | None = None) -> bool:
+        """Store a result (one UPDATE: never a partial row). With ``attempt``, only while that
+        claim still holds the run, so a run requeued meanwhile is not stored twice."""
+        values = {k: _clean(metrics.get(k)) for k in METRIC_COLUMNS}
+        with self.engine.begin() as conn:
+            res = conn.execute(update(self.table).where(*claim_held(self.table, run_id, attempt))
+                               .values(status="done", finished_at=utcnow(), failure_reason=None,
+                                       extra=json.dumps(extra, default=_json_default),
+                                       **values, **provenance))
+        return res.rowcount == 1
+
+    def mark_failed(self, run_id: int, reason: str, provenance: dict[str, Any],
+                    attempt: int | None = None) -> bool:
+        with self.engine.begin() as conn:
+            res = conn.execute(update(self.table).where(*claim_held(self.table, run_id, attempt))
+                               .values(status="failed", finished_at=utcnow(),
+                                       failure_reason=reason[:2000], **provenance))
+        return res.rowcount == 1
+
+    def reset_to_pending(self, hashes: Iterable[str], statuses: tuple[str, ...] = STATUSES
+                         ) -> int:
+        """Send runs back to pending (``--force``, ``--retry-failed``, stale running runs)."""
+        hashes, t = list(hashes), self.table
+        if not hashes:
+            return 0
+        with self.engine.begin() as conn:
+            res = conn.execute(update(t).where(t.c.run_hash.in_(hashes), t.c.status.in_(statuses))
+                               .values(status="pending", worker=None, heartbeat_at=None))
+            return res.rowcount
 
     def requeue(self, run_id: int, attempt: int, reason: str, *, count_attempt: bool = True,
                 max_attempts: int | None = None) -> str | None:
@@ -94,47 +160,14 @@ class RunQueue:
                 requeued_at=now, attempts=t.c.attempts - (0 if count_attempt else 1))).rowcount
         return moved
 
-    def heartbeat_many(self, run_ids: Sequence[int], worker: str) -> int:
-        """One beat for every run a driver holds on its tasks' behalf (Ray, Slurm)."""
-        if not run_ids:
-            return 0
-        t = self.table
-        with self.engine.begin() as conn:
-            return conn.execute(update(t).where(t.c.id.in_(list(run_ids)),
-                                                t.c.status == "running", t.c.worker == worker)
-                                .values(heartbeat_at=utcnow())).rowcount
 
-    def get_run(self, run_id: int) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(self.table).where(self.table.c.id == run_id)
-                               ).mappings().first()
-        return dict(row) if row else None
-
-    def status_counts(self, hashes: Sequence[str]) -> dict[str, int]:
-        """Counts per status among ``hashes`` (a plan's runs), every status present."""
-        t = self.table
-        out = {s: 0 for s in ("pending", "running", "done", "failed")}
-        with self.engine.connect() as conn:
-            for chunk in _chunks(list(hashes)):
-                rows = conn.execute(select(t.c.status, func.count()).where(
-                    t.c.run_hash.in_(chunk)).group_by(t.c.status))
-                for status, n in rows:
-                    out[status] = out.get(status, 0) + n
-        return out
-
-    def finished_runs(self, hashes: Sequence[str], exclude_ids: set[int]) -> list[dict[str, Any]]:
-        """Done and failed runs among ``hashes`` not yet in ``exclude_ids``, for progress."""
-        t = self.table
-        cols = [t.c[name] for name in PROGRESS_COLUMNS]
-        out: list[dict[str, Any]] = []
-        with self.engine.connect() as conn:
-            for chunk in _chunks(list(hashes)):
-                rows = conn.execute(select(*cols).where(and_(t.c.run_hash.in_(chunk),
-                                                             t.c.status.in_(FINISHED)))
-                                    .order_by(t.c.finished_at, t.c.id)).mappings()
-                out += [dict(r) for r in rows if r["id"] not in exclude_ids]
-        return out
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
-def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
-    return [items[i:i + size] for i in range(0, len(items), size)] or [[]]
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)

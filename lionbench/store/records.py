@@ -2,7 +2,7 @@
 
 Why a module of its own: an import must reject a malformed source *before* writing anything,
 with one clear line naming the record and the field; all of that checking lives here, and
-``lionbench.exchange`` only merges records that passed. A record comes out with the ``runs``
+``lionbench.store.exchange`` only merges records that passed. A record comes out with the ``runs``
 table's column types (JSON columns as text, ``config`` in canonical form) and is checked to be
 self-consistent: its ``run_hash`` must be the hash of its config.
 """
@@ -19,21 +19,15 @@ from typing import Any
 from sqlalchemy import Boolean, Float, Integer, inspect, make_url, select
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from lionbench.config import canonical_json, config_hash
+from lionbench.config import canonical_json, cell_hash_of, run_hash_of
 from lionbench.errors import LionbenchError
-from lionbench.store import (
-    SCHEMA_VERSION,
-    STATUSES,
-    Store,
-    create_db_engine,
-    meta_table,
-    resolve_url,
-    runs,
-)
+
+from .engine import create_db_engine, resolve_url
+from .schema import JSON_COLUMNS, SCHEMA_VERSION, STATUSES, meta_table, runs
+from .store import Store
 
 EXPORT_FORMAT = "lionbench-runs"
 COLUMNS = [c.name for c in runs.c if c.name != "id"]
-JSON_COLUMNS = ("config", "extra", "versions")
 REQUIRED = ("run_hash", "method", "backbone", "weights", "weights_id", "dataset", "seed",
             "config", "protocol_version", "status", "created_at")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -47,11 +41,7 @@ def read_rows(store: Store, status: str | None = None) -> list[dict[str, Any]]:
     """The runs as stored (JSON columns as text), in insertion order, without ``id``."""
     if status is not None and status not in STATUSES:
         raise ExchangeError(f"invalid status '{status}'; valid: {', '.join(STATUSES)}")
-    query = select(*[runs.c[name] for name in COLUMNS]).order_by(runs.c.id)
-    if status:
-        query = query.where(runs.c.status == status)
-    with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
+    return store.fetch_runs(status, COLUMNS)
 
 
 def read_records(source: str | Path) -> list[dict[str, Any]]:
@@ -187,7 +177,7 @@ def coerce_record(rec: Any, where: str) -> dict[str, Any]:
     config = json.loads(out["config"])
     if not isinstance(config, dict):
         raise ExchangeError(f"{where}: field 'config' must be an object")
-    if config_hash({k: v for k, v in config.items() if k != "weights"}) != out["run_hash"]:
+    if run_hash_of(config) != out["run_hash"]:
         raise ExchangeError(f"{where}: run_hash {out['run_hash']} is not the hash of its config "
                             "(corrupt or edited record)")
     for key in ("method", "backbone", "dataset", "seed"):
@@ -195,6 +185,7 @@ def coerce_record(rec: Any, where: str) -> dict[str, Any]:
             raise ExchangeError(f"{where}: field '{key}' ({out[key]!r}) disagrees with its "
                                 f"config ({config.get(key)!r})")
     out["config"] = canonical_json(config)
+    out["cell_hash"] = cell_hash_of(config)  # derived, never taken from the record
     return out
 
 

@@ -1,159 +1,44 @@
 """The results database (SQLAlchemy 2.0 Core): one row per run, with its metrics and provenance.
 
-SQLite by default (WAL, a busy timeout) and any SQLAlchemy URL otherwise. The schema carries a
-version in the ``meta`` table; ``MIGRATIONS`` upgrades an older database in order, so every
-release can open every earlier database. A run moves pending -> running -> done | failed; a
-worker takes the next pending run with one atomic ``UPDATE ... RETURNING`` (never a read then a
-write), so concurrent workers never claim the same run.
+SQLite by default and any SQLAlchemy URL otherwise (lionbench.store.engine); the schema and its
+migrations are in lionbench.store.schema. :class:`Store` opens the database, adds planned runs
+and answers queries; every change of a run's status (claim, heartbeat, done, failed, back to
+pending) is a method of its base :class:`~lionbench.store.queue.RunQueue`. The SQLAlchemy
+engine stays inside this package: callers ask the store, never the engine.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
-import math
-import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from sqlalchemy import (
-    Boolean,
-    Column,
-    Connection,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    create_engine,
-    event,
-    func,
-    insert,
-    inspect,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.dialects import postgresql as postgresql_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import Connection, and_, func, insert, select, text
+from sqlalchemy.exc import OperationalError
 
 from lionbench.config import PROTOCOL_VERSION, RunConfig, canonical_json
 from lionbench.errors import StoreError
-from lionbench.store_queue import RunQueue, claim_held, utcnow
 
-SCHEMA_VERSION = 2
-DEFAULT_DB = "results/lionbench.db"
-STATUSES = ("pending", "running", "done", "failed")
-
-metadata = MetaData()
-meta_table = Table("meta", metadata, Column("key", String(64), primary_key=True),
-                   Column("value", Text, nullable=False))
-runs = Table(
-    "runs", metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_hash", String(64), unique=True, nullable=False),
-    Column("method", String(64), nullable=False, index=True),
-    Column("backbone", String(128), nullable=False, index=True),
-    Column("weights", String(512), nullable=False),
-    Column("weights_id", String(128), nullable=False),
-    Column("dataset", String(512), nullable=False, index=True),
-    Column("seed", Integer, nullable=False),
-    Column("config", Text, nullable=False),
-    Column("protocol_version", Integer, nullable=False),
-    Column("tags", String(256), nullable=False, default=""),
-    Column("status", String(16), nullable=False, index=True),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("created_at", String(32), nullable=False),
-    Column("started_at", String(32)),
-    Column("finished_at", String(32)),
-    Column("heartbeat_at", String(32)),
-    Column("worker", String(128)),
-    Column("failure_reason", Text),
-    Column("requeue_reason", Text),  # v2: why the run last went back to pending
-    Column("requeued_at", String(32)),  # v2
-    Column("host", String(128)),
-    Column("device", String(128)),
-    Column("git_commit", String(64)),
-    Column("git_dirty", Boolean),
-    Column("versions", Text),
-    Column("test_top1", Float), Column("test_top5", Float), Column("val_top1", Float),
-    Column("best_epoch", Integer),
-    Column("params_trainable", Integer), Column("params_trainable_no_head", Integer),
-    Column("params_total", Integer),
-    Column("train_seconds", Float), Column("images_per_second", Float),
-    Column("peak_memory_mb", Float),
-    Column("extra", Text),
+from .engine import MEMORY_URLS, create_db_engine, resolve_url
+from .queue import RunQueue, utcnow
+from .schema import (
+    FINISHED,
+    JSON_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    STATUSES,
+    meta_table,
+    runs,
 )
 
-METRIC_COLUMNS = ("test_top1", "test_top5", "val_top1", "best_epoch", "params_trainable",
-                  "params_trainable_no_head", "params_total", "train_seconds",
-                  "images_per_second", "peak_memory_mb")
+if TYPE_CHECKING:
+    import pandas as pd
 
-
-def _v1(conn: Connection) -> None:
-    metadata.create_all(conn)
-
-
-def _v2(conn: Connection) -> None:
-    """Why and when a run went back to pending (worker lost, Ctrl-C, preemption)."""
-    have = {c["name"] for c in inspect(conn).get_columns("runs")}
-    for name, sql_type in (("requeue_reason", "TEXT"), ("requeued_at", "VARCHAR(32)")):
-        if name not in have:  # a fresh database got them from _v1's create_all already
-            conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}"))
-
-
-# version -> the step that brings a database from version-1 to version
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2}
-
-
-def resolve_url(url: str | None) -> str:
-    """``--db`` value, else ``$LIONBENCH_DB``, else ``results/lionbench.db``; paths become URLs."""
-    url = url or os.environ.get("LIONBENCH_DB") or DEFAULT_DB
-    if url.startswith(("postgresql://", "postgres://")):  # psycopg 3, lionbench[postgres]'s driver
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    if "://" not in url:
-        path = Path(url).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = f"sqlite:///{path}"
-    return url
-
-
-def _hide_password(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@")[-1] if "@" in url else url
-
-
-def create_db_engine(url: str) -> Engine:
-    """An engine; SQLite gets WAL and a 30 s busy timeout, ``sqlite://`` one shared connection."""
-    kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-        if url in ("sqlite://", "sqlite:///:memory:"):
-            kwargs["poolclass"] = StaticPool
-    shown = _hide_password(url)
-    try:
-        engine = create_engine(url, **kwargs)
-    except (ArgumentError, NoSuchModuleError) as exc:
-        raise StoreError(f"invalid database URL '{shown}': {exc}") from None
-    except ModuleNotFoundError as exc:
-        raise StoreError(f"database URL '{shown}' needs the driver '{exc.name}'; "
-                         "install it (e.g. pip install 'lionbench[postgres]')") from None
-    if engine.dialect.name == "sqlite":
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):  # noqa: ANN001
-            cur = dbapi_conn.cursor()
-            if url not in ("sqlite://", "sqlite:///:memory:"):
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-    return engine
+PROGRESS_COLUMNS = ("id", "run_hash", "status", "method", "backbone", "dataset", "seed",
+                    "test_top1", "val_top1", "params_trainable", "train_seconds",
+                    "failure_reason", "attempts")
 
 
 class Store(RunQueue):
@@ -173,7 +58,28 @@ class Store(RunQueue):
 
     @property
     def safe_url(self) -> str:
+        """The URL as it may be printed (password hidden)."""
         return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The database file of a SQLite store on disk; None in memory or on a server."""
+        if self.engine.dialect.name != "sqlite" or self.url in MEMORY_URLS:
+            return None
+        database = self.engine.url.database
+        return Path(database).resolve() if database else None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def in_memory(self) -> bool:
+        return self.url in MEMORY_URLS
+
+    def close(self) -> None:
+        """Drop pooled connections (a forked process must not share its parent's)."""
+        self.engine.dispose()
 
     def _migrate(self, conn: Connection, create: bool) -> None:
         has_meta = self.engine.dialect.has_table(conn, "meta")
@@ -194,7 +100,7 @@ class Store(RunQueue):
         conn.execute(meta_table.delete().where(meta_table.c.key == "schema_version"))
         conn.execute(insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
-    # --- writing ----------------------------------------------------------------------------
+    # --- adding ----------------------------------------------------------------------------
     def add_pending(self, configs: Iterable[RunConfig], tags: str = "") -> list[str]:
         """Insert configs not yet stored as pending; return the hashes that were new.
 
@@ -209,12 +115,13 @@ class Store(RunQueue):
         with self.engine.begin() as conn:
             for c in new:
                 values = dict(
-                    run_hash=c.run_hash, method=c.method, backbone=c.backbone, weights=c.weights,
-                    weights_id=c.weights_id, dataset=c.dataset, seed=c.seed,
+                    run_hash=c.run_hash, cell_hash=c.cell_hash, method=c.method,
+                    backbone=c.backbone, weights=c.weights, weights_id=c.weights_id,
+                    dataset=c.dataset, seed=c.seed,
                     config=canonical_json(c.to_dict()), protocol_version=PROTOCOL_VERSION,
                     tags=tags, status="pending", attempts=0, created_at=utcnow())
                 if dialect in ("sqlite", "postgresql"):
-                    module = sqlite_dialect if dialect == "sqlite" else postgresql_dialect
+                    module = _dialect_module(dialect)
                     stmt = module.insert(runs).values(**values).on_conflict_do_nothing(
                         index_elements=["run_hash"])
                 else:
@@ -223,69 +130,12 @@ class Store(RunQueue):
                     inserted.append(c.run_hash)
         return inserted
 
-    def reset_to_pending(self, hashes: Iterable[str], statuses: tuple[str, ...] = STATUSES
-                         ) -> int:
-        """Send runs back to pending (``--force``, ``--retry-failed``, stale running runs)."""
-        hashes = list(hashes)
-        if not hashes:
-            return 0
-        with self.engine.begin() as conn:
-            res = conn.execute(update(runs).where(runs.c.run_hash.in_(hashes),
-                                                  runs.c.status.in_(statuses))
-                               .values(status="pending", worker=None, heartbeat_at=None))
-            return res.rowcount
-
-    def claim_next(self, worker: str, hashes: list[str] | None = None) -> dict[str, Any] | None:
-        """Atomically take the oldest pending run (optionally among ``hashes``) for ``worker``."""
-        pick = select(runs.c.id).where(runs.c.status == "pending")
-        if hashes is not None:
-            pick = pick.where(runs.c.run_hash.in_(hashes))
-        pick = pick.order_by(runs.c.id).limit(1)
-        if self.engine.dialect.name == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        now = utcnow()
-        stmt = (update(runs).where(runs.c.id == pick.scalar_subquery(),
-                                   runs.c.status == "pending")
-                .values(status="running", worker=worker, started_at=now, heartbeat_at=now,
-                        attempts=runs.c.attempts + 1)
-                .returning(*runs.c))
-        with self.engine.begin() as conn:
-            row = conn.execute(stmt).mappings().first()
-        return dict(row) if row else None
-
-    def heartbeat(self, run_id: int, attempt: int | None = None) -> bool:
-        """Record that the run's worker is alive; False once claim ``attempt`` lost the run."""
-        with self.engine.begin() as conn:
-            res = conn.execute(update(runs).where(*claim_held(runs, run_id, attempt))
-                               .values(heartbeat_at=utcnow()))
-        return res.rowcount == 1
-
-    def mark_done(self, run_id: int, metrics: dict[str, Any], extra: dict[str, Any],
-                  provenance: dict[str, Any], attempt: int | None = None) -> bool:
-        """Store a result (one UPDATE: never a partial row). With ``attempt``, only while that
-        claim still holds the run, so a run requeued meanwhile is not stored twice."""
-        values = {k: _clean(metrics.get(k)) for k in METRIC_COLUMNS}
-        with self.engine.begin() as conn:
-            res = conn.execute(update(runs).where(*claim_held(runs, run_id, attempt)).values(
-                status="done", finished_at=utcnow(), failure_reason=None,
-                extra=json.dumps(extra, default=_json_default), **values, **provenance))
-        return res.rowcount == 1
-
-    def mark_failed(self, run_id: int, reason: str, provenance: dict[str, Any],
-                    attempt: int | None = None) -> bool:
-        with self.engine.begin() as conn:
-            res = conn.execute(update(runs).where(*claim_held(runs, run_id, attempt)).values(
-                status="failed", finished_at=utcnow(), failure_reason=reason[:2000],
-                **provenance))
-        return res.rowcount == 1
-
     # --- reading ----------------------------------------------------------------------------
     def get_statuses(self, hashes: list[str]) -> dict[str, str]:
         """run_hash -> status for the stored ones among ``hashes``."""
         out: dict[str, str] = {}
         with self.engine.connect() as conn:
-            for start in range(0, len(hashes), 500):
-                chunk = hashes[start:start + 500]
+            for chunk in _chunks(hashes):
                 rows = conn.execute(select(runs.c.run_hash, runs.c.status)
                                     .where(runs.c.run_hash.in_(chunk)))
                 out.update({h: s for h, s in rows})
@@ -298,16 +148,60 @@ class Store(RunQueue):
             counts.update({s: n for s, n in rows})
         return counts
 
-    def list_runs(self, status: str | None = None) -> pd.DataFrame:
-        """All runs (or those of one status) as a DataFrame; JSON columns decoded."""
-        query = select(runs).order_by(runs.c.id)
+    def status_counts(self, hashes: Sequence[str]) -> dict[str, int]:
+        """Counts per status among ``hashes`` (a plan's runs), every status present."""
+        out = {s: 0 for s in STATUSES}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(hashes)):
+                rows = conn.execute(select(runs.c.status, func.count()).where(
+                    runs.c.run_hash.in_(chunk)).group_by(runs.c.status))
+                for status, n in rows:
+                    out[status] = out.get(status, 0) + n
+        return out
+
+    def fetch_runs(self, status: str | None = None, columns: Sequence[str] | None = None
+                   ) -> list[dict[str, Any]]:
+        """Runs as plain dicts (JSON columns as text), in insertion order; all columns or
+        ``columns``; all runs or those of ``status``."""
+        names = list(columns) if columns is not None else list(runs.c.keys())
+        return [dict(zip(names, row, strict=True)) for row in self._select(status, names)]
+
+    def _select(self, status: str | None, names: list[str]) -> list[tuple[Any, ...]]:
+        query = select(*(runs.c[n] for n in names)).order_by(runs.c.id)
         if status:
             query = query.where(runs.c.status == status)
         with self.engine.connect() as conn:
-            df = pd.DataFrame(conn.execute(query).mappings().all(), columns=list(runs.c.keys()))
-        for col in ("config", "extra", "versions"):
-            df[col] = df[col].map(lambda v: json.loads(v) if isinstance(v, str) else {})
+            return [tuple(row) for row in conn.execute(query)]
+
+    def list_runs(self, status: str | None = None, columns: Sequence[str] | None = None,
+                  decode: bool = True) -> pd.DataFrame:
+        """:meth:`fetch_runs` as a DataFrame, JSON columns decoded unless ``decode=False``
+        (a table of 10,000 runs need not decode each run's history)."""
+        import pandas as pd  # only here: `status` and `export` never need it (start-up time)
+
+        names = list(columns) if columns is not None else list(runs.c.keys())
+        df = pd.DataFrame(self._select(status, names), columns=names)
+        for col in JSON_COLUMNS if decode else ():
+            if col in df.columns:
+                df[col] = df[col].map(lambda v: json.loads(v) if isinstance(v, str) else {})
         return df
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(runs).where(runs.c.id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def finished_runs(self, hashes: Sequence[str], exclude_ids: set[int]) -> list[dict[str, Any]]:
+        """Done and failed runs among ``hashes`` not yet in ``exclude_ids``, for progress."""
+        cols = [runs.c[name] for name in PROGRESS_COLUMNS]
+        out: list[dict[str, Any]] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(hashes)):
+                rows = conn.execute(select(*cols).where(and_(runs.c.run_hash.in_(chunk),
+                                                             runs.c.status.in_(FINISHED)))
+                                    .order_by(runs.c.finished_at, runs.c.id)).mappings()
+                out += [dict(r) for r in rows if r["id"] not in exclude_ids]
+        return out
 
     def execute(self, sql: str) -> list[Any]:
         """Raw SQL, for tests and debugging; the rows of a query, [] otherwise."""
@@ -316,16 +210,11 @@ class Store(RunQueue):
             return list(result) if result.returns_rows else []
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _dialect_module(name: str) -> Any:
+    """``sqlalchemy.dialects.<name>``, for its ``insert(...).on_conflict_do_nothing``; imported
+    when first written to, since the PostgreSQL dialect alone costs 40 ms of start-up."""
+    return importlib.import_module(f"sqlalchemy.dialects.{name}")
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
-__all__ = ["Store", "StoreError", "SQLAlchemyError", "SCHEMA_VERSION", "resolve_url"]
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)] or [[]]

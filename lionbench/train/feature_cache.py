@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from lionbench.config import RunConfig, canonical_json
 from lionbench.data.pipeline import Pipeline, StreamedImages
 from lionbench.methods import PetlModel
+from lionbench.methods.head_tuning import HeadTuning
 
 ENV = "LIONBENCH_FEATURE_CACHE"
 
@@ -48,8 +49,6 @@ def cache_mode() -> str:
 
 def cache_applies(config: RunConfig, model: PetlModel) -> bool:
     """A linear probe on a frozen backbone with no random augmentation (and the cache not off)."""
-    from lionbench.methods.head_tuning import HeadTuning
-
     return (cache_mode() != "off" and isinstance(model, HeadTuning) and not model.unfrozen
             and config.pipeline.get("train_augment") == "none")
 

@@ -20,20 +20,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from lionbench.accel import maybe_compile
 from lionbench.backbones import create_backbone
-from lionbench.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from lionbench.config import RunConfig
 from lionbench.data import get_dataset
-from lionbench.data.pipeline import (
-    Pipeline,
-    decode_images,
-    iterate_batches,
-    stratified_subset,
-)
+from lionbench.data.pipeline import Pipeline, decode_images, iterate_batches
+from lionbench.data.split import stratified_subset
 from lionbench.errors import TrainingFailed
-from lionbench.feature_cache import cached_run
 from lionbench.methods import count_parameters, create_model, get_method
+
+from .accel import maybe_compile
+from .checkpoint import LoopState, load_checkpoint, save_checkpoint
+from .device import select_device
+from .feature_cache import cached_run
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -56,20 +54,13 @@ class RunResult:
     model: torch.nn.Module | None = field(default=None, repr=False)  # with keep_model=True
 
 
-def select_device(name: str = "auto") -> torch.device:
-    """CUDA when present (or asked for), else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def train_run(config: RunConfig, data_root: Path | None = None, device: torch.device | None = None,
               progress: ProgressFn | None = None, keep_model: bool = False,
               checkpoint_path: Path | None = None) -> RunResult:
     """Train and evaluate one configuration; raise on failure (the runner stores the reason).
 
     With ``checkpoint_path``, the loop's state is saved there at every epoch's end and a run
-    that finds the file resumes after its epoch with the same result (lionbench.checkpoint);
+    that finds the file resumes after its epoch with the same result (lionbench.train.checkpoint);
     the file is deleted once the run is done.
     """
     device = device or select_device()
@@ -107,7 +98,7 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     if use_cuda:
         torch.cuda.reset_peak_memory_stats(device)
     # what the loop calls: the model, or (head-tuning without augmentation) its head on features
-    # computed once (lionbench.feature_cache); compiled with LIONBENCH_COMPILE=1 (lionbench.accel)
+    # computed once (feature_cache.py); compiled with LIONBENCH_COMPILE=1 (accel.py)
     net, cached = model, cached_run(config, model, pipeline, cfg.eval_batch_size, device)
     if cached is not None:
         net, pipeline = cached.net, cached.pipeline

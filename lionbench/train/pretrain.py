@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lionbench.config import RunConfig, TrainConfig
-from lionbench.matrix import Matrix, expand_matrix
-from lionbench.provenance import device_name, git_state, package_versions
-from lionbench.train import ProgressFn, select_device, train_run
+from lionbench.config import RunConfig, TrainConfig, check_overrides
+from lionbench.methods import get_method
+from lionbench.store.provenance import git_state, package_versions
+
+from .configs import create_run_config
+from .device import device_name, select_device
+from .loop import ProgressFn, train_run
 
 
 @dataclass
@@ -37,9 +40,8 @@ def pretrain_backbone(backbone: str, dataset: str, output: Path, *, train: dict[
                       seed: int = 0, data_root: Path | None = None, device: str = "auto",
                       progress: ProgressFn | None = None) -> PretrainResult:
     """Train ``backbone`` from random init on ``dataset`` and save it to ``output``."""
-    config: RunConfig = expand_matrix([Matrix(methods=["fine-tuning"], backbones=[backbone],
-                                              datasets=[dataset], seeds=[seed], weights="none",
-                                              overrides=train)])[0]
+    check_overrides(train, {"fine-tuning": get_method("fine-tuning").config_class.field_names()})
+    config: RunConfig = create_run_config("fine-tuning", backbone, dataset, seed, "none", train)
     start = time.perf_counter()
     dev = select_device(device)
     result = train_run(config, data_root, dev, progress=progress, keep_model=True)

@@ -1,4 +1,4 @@
-"""Rich rendering for the CLI: plans, progress, status. No logic of its own."""
+"""Rich rendering of a run: the plan of a dry run, progress bars while it runs. No logic."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lionbench.runner import Plan, RunSummary, run_plan
-from lionbench.store import Store
 
 
 def print_plan(console: Console, plan: Plan, force: bool, retry_failed: bool) -> None:
@@ -24,7 +23,7 @@ def print_plan(console: Console, plan: Plan, force: bool, retry_failed: bool) ->
     console.print(f"{n_run} to run, {len(rows) - n_run} already stored (dry run: nothing ran)")
 
 
-def run_with_progress(console: Console, store: Store, plan: Plan, **kwargs: Any) -> RunSummary:
+def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary:
     """Run the plan with one bar for the matrix and one for the epochs of the current run."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
@@ -60,57 +59,4 @@ def run_with_progress(console: Console, store: Store, plan: Plan, **kwargs: Any)
             elif kind == "end":
                 progress.update(epoch_task, visible=False)
 
-        return run_plan(store, plan, on_event=on_event, **kwargs)
-
-
-def print_status(console: Console, store: Store) -> None:
-    counts = store.count_by_status()
-    t = Table("status", "runs")
-    console.print(f"database: {store.safe_url}", highlight=False)
-    for name, n in counts.items():
-        t.add_row(name, str(n))
-    console.print(t)
-    running = store.list_runs("running")
-    if len(running):
-        r = Table("method", "backbone", "dataset", "seed", "worker", "last heartbeat",
-                  title="running")
-        for row in running.itertuples():
-            r.add_row(row.method, row.backbone, row.dataset, str(row.seed), str(row.worker),
-                      str(row.heartbeat_at))
-        console.print(r)
-    failed = store.list_runs("failed")
-    if len(failed):
-        console.print("[bold]failed runs[/]:")
-        for row in failed.itertuples():
-            console.print(f"  {row.run_hash} {row.method} / {row.backbone} / {row.dataset} / "
-                          f"seed {row.seed} (attempt {row.attempts}): {row.failure_reason}",
-                          highlight=False, markup=False, soft_wrap=True)
-        console.print("retry them with `lionbench run ... --retry-failed`")
-
-
-def print_params(console: Console, records: list[dict[str, Any]], fmt: str) -> None:
-    """Parameter counts as a rich table, JSON (one object per record) or CSV."""
-    if fmt == "json":
-        import json
-
-        console.print_json(json.dumps(records, default=str))
-        return
-    if fmt == "csv":
-        import csv
-        import io
-
-        buf = io.StringIO()
-        keys = ["backbone", "method", "num_classes", "trainable", "trainable_without_head",
-                "head", "total"]
-        writer = csv.DictWriter(buf, keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
-        console.print(buf.getvalue(), end="", markup=False, highlight=False)
-        return
-    t = Table("backbone", "method", "trainable", "without head", "head", "total",
-              "by component")
-    for r in records:
-        parts = ", ".join(f"{k} {v:,}" for k, v in r["by_component"].items())
-        t.add_row(r["backbone"], r["method"], f"{r['trainable']:,}",
-                  f"{r['trainable_without_head']:,}", f"{r['head']:,}", f"{r['total']:,}", parts)
-    console.print(t)
+        return run_plan(plan, on_event=on_event, **kwargs)

@@ -1,0 +1,65 @@
+"""cli: the ``lionbench`` command line, one module per command group.
+
+Each command parses its options, calls one library function and renders the result; a
+:class:`~lionbench.errors.LionbenchError` becomes one line on stderr and exit code 1
+(options.py, which also declares every shared option once). Modules: run.py (run, ablate),
+results.py (table, status, export, import, plot), models.py (list, params, pretrain),
+data.py (datasets), perf.py (bench); progress.py renders a running plan. The CLI may import
+every part of lionbench; nothing imports the CLI. Command modules import the heavy parts
+(torch, methods, the runner) inside the command that needs them, so that ``table``, ``status``
+and ``export`` start without torch.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from lionbench import __version__
+
+from . import data, models, perf, results, run
+from .options import console, err_console
+
+app = typer.Typer(help="Benchmark parameter-efficient transfer learning in vision (LION and "
+                       "baselines): run matrices, store results, render the paper's tables.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"lionbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(version: bool = typer.Option(False, "--version", callback=_version,
+                                               is_eager=True, help="Show the version.")) -> None:
+    """lionbench: parameter-efficient transfer learning benchmarks."""
+
+
+for _module in (run, results, models, data, perf):  # the order of `lionbench --help`
+    _module.register(app)
+
+
+def main() -> None:
+    """Entry point: click's own usage errors also become one line and exit code 1."""
+    try:
+        from typer._click import exceptions as click_exc  # typer >= 0.22 vendors click
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions as click_exc
+    try:
+        code = app(standalone_mode=False)
+    except click_exc.NoArgsIsHelpError:
+        sys.exit(0)
+    except click_exc.ClickException as exc:
+        err_console.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+        sys.exit(1)
+    except (KeyboardInterrupt, getattr(click_exc, "Abort", KeyboardInterrupt)):
+        err_console.print("interrupted: the run in progress went back to pending; rerun the "
+                          "same command to resume", highlight=False)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,135 @@
+"""Commands about models: ``list methods|backbones|datasets``, ``params`` and ``pretrain``."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from lionbench.config import parse_set_options
+from lionbench.errors import ConfigError
+from lionbench.matrix import split_names
+
+from .options import DataRootOption, console, handle_errors
+
+list_app = typer.Typer(help="List registered methods, backbones or datasets.",
+                       no_args_is_help=True)
+
+
+@handle_errors
+def params(
+    methods: str = typer.Option(..., "--methods", "-m", help="Comma-separated methods."),
+    backbones: str = typer.Option(..., "--backbones", "-b", help="Comma-separated."),
+    num_classes: int = typer.Option(10, "--num-classes", help="Size of the new head."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Method key=value override."),
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich | json | csv."),
+) -> None:
+    """Count trainable parameters per method and backbone (built without weights or training)."""
+    from lionbench.train.params import count_method_parameters
+
+    if fmt not in ("rich", "json", "csv"):
+        raise ConfigError(f"unknown format '{fmt}'; valid: rich, json, csv")
+    records = count_method_parameters(split_names(methods), split_names(backbones), num_classes,
+                                      parse_set_options(set_))
+    print_params(records, fmt)
+
+
+def print_params(records: list[dict[str, Any]], fmt: str) -> None:
+    """Parameter counts as a rich table, JSON (one object per record) or CSV."""
+    if fmt == "json":
+        console.print_json(json.dumps(records, default=str))
+        return
+    if fmt == "csv":
+        buf = io.StringIO()
+        keys = ["backbone", "method", "num_classes", "trainable", "trainable_without_head",
+                "head", "total"]
+        writer = csv.DictWriter(buf, keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+        console.print(buf.getvalue(), end="", markup=False, highlight=False)
+        return
+    t = Table("backbone", "method", "trainable", "without head", "head", "total",
+              "by component")
+    for r in records:
+        parts = ", ".join(f"{k} {v:,}" for k, v in r["by_component"].items())
+        t.add_row(r["backbone"], r["method"], f"{r['trainable']:,}",
+                  f"{r['trainable_without_head']:,}", f"{r['head']:,}", f"{r['total']:,}", parts)
+    console.print(t)
+
+
+@handle_errors
+def pretrain(
+    backbone: str = typer.Option("test_resnet", "--backbone", "-b", help="timm name."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Source dataset, e.g. "
+                                "folder:data/cifar10-jpeg."),
+    output: Path = typer.Option(..., "--output", "-o", help="Checkpoint (.safetensors)."),
+    set_: list[str] | None = typer.Option(None, "--set", help="Training key=value."),
+    seed: int = typer.Option(0, "--seed"),
+    data_root: DataRootOption = None,
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Pretrain a backbone from scratch on a source dataset and save its weights."""
+    from lionbench.train.pretrain import pretrain_backbone
+
+    overrides = parse_set_options(set_)
+    with console.status("pretraining ...") as st:
+        result = pretrain_backbone(
+            backbone, dataset, output, train=overrides, seed=seed, data_root=data_root,
+            device=device, progress=lambda _p, i, n: st.update(f"pretraining: epoch {i}/{n}"))
+    console.print(f"saved {result.output} ({result.size_bytes / 1e6:.2f} MB): source test top-1 "
+                  f"{result.test_top1:.4f} (val {result.val_top1:.4f}, epoch "
+                  f"{result.best_epoch}), {result.seconds:.0f} s")
+
+
+# --- list --------------------------------------------------------------------------------------
+@list_app.command("methods")
+@handle_errors
+def list_methods_cmd() -> None:
+    """Registered methods."""
+    from lionbench.methods import get_method, list_methods
+
+    t = Table("method", "paper name", "init", "description")
+    for name in list_methods():
+        spec = get_method(name)
+        t.add_row(name, spec.paper_name, "pretrained" if spec.pretrained else "random",
+                  spec.description)
+    console.print(t)
+
+
+@list_app.command("backbones")
+@handle_errors
+def list_backbones_cmd() -> None:
+    """Built-in backbones (any other timm model name works too)."""
+    from lionbench.backbones import BUILTIN_BACKBONES, get_backbone_info
+
+    t = Table("backbone", "timm model", "input", "description",
+              caption="Any timm.list_models() name is accepted as well.")
+    for spec in BUILTIN_BACKBONES.values():
+        t.add_row(spec.name, spec.timm_name, str(get_backbone_info(spec.name).image_size),
+                  spec.description)
+    console.print(t)
+
+
+@list_app.command("datasets")
+@handle_errors
+def list_datasets_cmd() -> None:
+    """Registered datasets (see `lionbench datasets` for where they are)."""
+    from lionbench.data import get_dataset, list_datasets
+
+    t = Table("dataset", "classes", "description", caption="Also: folder:PATH (train/ and "
+              "test/ class folders), NAME-lt-irR (long-tailed), NAME-Kshot (few-shot).")
+    for name in list_datasets():
+        spec = get_dataset(name)
+        t.add_row(name, str(spec.num_classes), spec.description)
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(list_app, name="list")
+    app.command()(params)
+    app.command()(pretrain)

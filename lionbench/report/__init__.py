@@ -1,0 +1,15 @@
+"""report: comparison tables, their renderers, plots, and the paper's own numbers.
+
+Owns the paper-layout tables (tables.py), rich/markdown/LaTeX/CSV rendering (render.py),
+figures (plots.py), the paper's published results and table layouts (paper.py), the method
+catalog read as plain data (catalog.py) and tables of a store's runs (stored.py). May import
+``lionbench.store`` and the core modules; never torch, the methods or training, so that
+``lionbench table`` answers in well under a second.
+"""
+
+from .render import FORMATS, render_table
+from .stored import load_done_runs, render_stored_table
+from .tables import PRESETS, ComparisonTable, build_table
+
+__all__ = ["FORMATS", "PRESETS", "ComparisonTable", "build_table", "load_done_runs",
+           "render_stored_table", "render_table"]

@@ -1,0 +1,107 @@
+"""The ``runs`` table, the ``meta`` table, and the migrations between schema versions.
+
+The schema carries its version in ``meta``; ``MIGRATIONS`` upgrades an older database step by
+step, so every release can open every earlier database. ``METRIC_COLUMNS`` is the one list of
+what a finished run stores as numbers (the executors and the exchange read it from here).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    select,
+    text,
+    update,
+)
+
+from lionbench.config import cell_hash_of
+
+SCHEMA_VERSION = 3
+STATUSES = ("pending", "running", "done", "failed")
+FINISHED = ("done", "failed")
+
+metadata = MetaData()
+meta_table = Table("meta", metadata, Column("key", String(64), primary_key=True),
+                   Column("value", Text, nullable=False))
+runs = Table(
+    "runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_hash", String(64), unique=True, nullable=False),
+    Column("cell_hash", String(64), index=True),  # v3: the identity without the seed
+    Column("method", String(64), nullable=False, index=True),
+    Column("backbone", String(128), nullable=False, index=True),
+    Column("weights", String(512), nullable=False),
+    Column("weights_id", String(128), nullable=False),
+    Column("dataset", String(512), nullable=False, index=True),
+    Column("seed", Integer, nullable=False),
+    Column("config", Text, nullable=False),
+    Column("protocol_version", Integer, nullable=False),
+    Column("tags", String(256), nullable=False, default=""),
+    Column("status", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", String(32), nullable=False),
+    Column("started_at", String(32)),
+    Column("finished_at", String(32)),
+    Column("heartbeat_at", String(32)),
+    Column("worker", String(128)),
+    Column("failure_reason", Text),
+    Column("requeue_reason", Text),  # v2: why the run last went back to pending
+    Column("requeued_at", String(32)),  # v2
+    Column("host", String(128)),
+    Column("device", String(128)),
+    Column("git_commit", String(64)),
+    Column("git_dirty", Boolean),
+    Column("versions", Text),
+    Column("test_top1", Float), Column("test_top5", Float), Column("val_top1", Float),
+    Column("best_epoch", Integer),
+    Column("params_trainable", Integer), Column("params_trainable_no_head", Integer),
+    Column("params_total", Integer),
+    Column("train_seconds", Float), Column("images_per_second", Float),
+    Column("peak_memory_mb", Float),
+    Column("extra", Text),
+)
+
+METRIC_COLUMNS = ("test_top1", "test_top5", "val_top1", "best_epoch", "params_trainable",
+                  "params_trainable_no_head", "params_total", "train_seconds",
+                  "images_per_second", "peak_memory_mb")
+JSON_COLUMNS = ("config", "extra", "versions")
+
+
+def _v1(conn: Connection) -> None:
+    metadata.create_all(conn)
+
+
+def _v2(conn: Connection) -> None:
+    """Why and when a run went back to pending (worker lost, Ctrl-C, preemption)."""
+    have = {c["name"] for c in inspect(conn).get_columns("runs")}
+    for name, sql_type in (("requeue_reason", "TEXT"), ("requeued_at", "VARCHAR(32)")):
+        if name not in have:  # a fresh database got them from _v1's create_all already
+            conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}"))
+
+
+def _v3(conn: Connection) -> None:
+    """``cell_hash``: runs that differ only by seed share it, so tables group them without
+    decoding every run's config."""
+    if "cell_hash" not in {c["name"] for c in inspect(conn).get_columns("runs")}:
+        conn.execute(text("ALTER TABLE runs ADD COLUMN cell_hash VARCHAR(64)"))
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_runs_cell_hash ON runs (cell_hash)"))
+    rows = conn.execute(select(runs.c.id, runs.c.config).where(runs.c.cell_hash.is_(None)))
+    for run_id, config in rows.all():
+        conn.execute(update(runs).where(runs.c.id == run_id)
+                     .values(cell_hash=cell_hash_of(json.loads(config))))
+
+
+# version -> the step that brings a database from version-1 to version
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
