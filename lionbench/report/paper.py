@@ -6,20 +6,24 @@ Why this module exists: a benchmark is only useful next to the numbers it tries 
 dataset names added beside the paper's. A copy ships as package data
 (``lionbench/assets/paper_results.csv``) so an installed package finds it without the repo.
 
-``paper_runs`` turns those numbers into the same DataFrame shape as stored runs (one pseudo-run
-per cell), so the table code has a single input path: rendering the paper's own numbers through
+``paper_runs`` turns those numbers into the same records as stored runs (one pseudo-run per
+cell), so the table code has a single input path: rendering the paper's own numbers through
 ``build_table(..., preset="tableN")`` reproduces the paper's tables, which the golden tests use.
+The CSV is read with the standard library: ``--compare paper`` must not cost a pandas import.
 """
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .catalog import default_weights
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FILENAME = "paper_results.csv"
 _CANDIDATES = (
@@ -119,63 +123,64 @@ def paper_results_path() -> Path:
 
 
 @lru_cache(maxsize=1)
-def _load() -> pd.DataFrame:
-    return pd.read_csv(paper_results_path(), keep_default_na=False,
-                       na_values={"value": [""]}, dtype={"value": float})
+def _load() -> tuple[dict[str, Any], ...]:
+    """The CSV's rows, ``value`` as a float (None where empty)."""
+    with paper_results_path().open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return tuple({**r, "value": float(r["value"]) if r["value"] != "" else None} for r in rows)
 
 
 def load_paper_results() -> pd.DataFrame:
     """All of the paper's numbers in long form: the paper's columns (table, setting, backbone,
     backbone_id, method, method_id, dataset, metric, value) plus ``our_backbone``,
     ``our_method``, ``our_dataset`` (empty for the ``params_m`` rows)."""
-    return _load().copy()
+    import pandas as pd  # a DataFrame for analysis; the tables themselves never need pandas
+
+    return pd.DataFrame(list(_load()))
 
 
-def paper_runs(table: str | None = None) -> pd.DataFrame:
-    """The paper's numbers as pseudo-runs (one per cell, seed 0, status done, clean tree).
+def paper_runs(table: str | None = None) -> list[dict[str, Any]]:
+    """The paper's numbers as pseudo-run records (one per cell, seed 0, done, clean tree).
 
     ``table`` ("table1".."table4") keeps one table; ``None`` keeps all, once per (backbone,
     method, dataset) (Table 4's LION rows repeat Table 1/2's). ``params_trainable`` comes from
     the paper's Params column (Table 4 has none: it borrows Tables 1-3's for the same row).
     """
-    df = _load()
-    if table is not None:
-        if table not in PRESETS:
-            raise ValueError(f"unknown table '{table}'; choose from {', '.join(PRESETS)}")
-    params = df[df.metric == "params_m"]
-    own = params[params.table == table] if table else params
-    key = ["our_backbone", "our_method"]
-    p_own = own.drop_duplicates(key).set_index(key)["value"]
-    p_any = params.drop_duplicates(key).set_index(key)["value"]
-    top1 = df[df.metric == "top1"]
-    if table:
-        top1 = top1[top1.table == table]
-    top1 = top1.drop_duplicates(["our_backbone", "our_method", "our_dataset"])
-    rows = []
-    for r in top1.itertuples(index=False):
-        k = (r.our_backbone, r.our_method)
-        p_m = p_own.get(k, p_any.get(k))
-        rows.append({
-            "method": r.our_method, "backbone": r.our_backbone, "dataset": r.our_dataset,
-            "seed": 0, "weights": default_weights(r.our_method), "status": "done",
-            "test_top1": float(r.value), "test_top5": float("nan"),
-            "params_trainable": pd.NA if p_m is None else int(round(p_m * 1e6)),
-            "params_trainable_no_head": pd.NA, "git_dirty": False, "protocol_version": pd.NA,
-            "run_hash": f"paper:{r.table}:{r.our_backbone}:{r.our_method}:{r.our_dataset}",
+    if table is not None and table not in PRESETS:
+        raise ValueError(f"unknown table '{table}'; choose from {', '.join(PRESETS)}")
+    rows = _load()
+    p_own: dict[tuple[str, str], float] = {}
+    p_any: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if r["metric"] == "params_m":
+            key = (r["our_backbone"], r["our_method"])
+            p_any.setdefault(key, r["value"])
+            if table is None or r["table"] == table:
+                p_own.setdefault(key, r["value"])
+    out, seen = [], set()
+    for r in rows:
+        cell = (r["our_backbone"], r["our_method"], r["our_dataset"])
+        if r["metric"] != "top1" or (table and r["table"] != table) or cell in seen:
+            continue
+        seen.add(cell)
+        p_m = p_own.get(cell[:2], p_any.get(cell[:2]))
+        out.append({
+            "method": r["our_method"], "backbone": r["our_backbone"], "dataset": r["our_dataset"],
+            "seed": 0, "weights": default_weights(r["our_method"]), "status": "done",
+            "test_top1": r["value"], "test_top5": None,
+            "params_trainable": None if p_m is None else int(round(p_m * 1e6)),
+            "params_trainable_no_head": None, "git_dirty": False, "protocol_version": None,
+            "run_hash": f"paper:{r['table']}:{':'.join(cell)}",
         })
-    out = pd.DataFrame(rows)
-    for col in ("params_trainable", "params_trainable_no_head", "protocol_version"):
-        out[col] = out[col].astype("Int64")
     return out
 
 
 @lru_cache(maxsize=1)
 def _paper_lookup() -> tuple[dict[tuple[str, str, str], float], dict[tuple[str, str], float]]:
-    df = _load()
-    top1 = {(r.our_backbone, r.our_method, r.our_dataset): float(r.value)
-            for r in df[df.metric == "top1"].itertuples(index=False)}
-    params = {(r.our_backbone, r.our_method): float(r.value)
-              for r in df[df.metric == "params_m"].itertuples(index=False)}
+    top1 = {(r["our_backbone"], r["our_method"], r["our_dataset"]): r["value"]
+            for r in _load() if r["metric"] == "top1"}
+    params = {(r["our_backbone"], r["our_method"]): r["value"]
+              for r in _load() if r["metric"] == "params_m"}
     return top1, params
 
 

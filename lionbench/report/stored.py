@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pandas as pd
-
 from lionbench.config import PROTOCOL_VERSION
 from lionbench.errors import ConfigError
 from lionbench.store import Store
@@ -20,20 +18,23 @@ TABLE_COLUMNS = ("run_hash", "cell_hash", "status", "method", "backbone", "weigh
                  "params_trainable", "test_top1")
 
 
-def load_done_runs(store: Store, hashes: list[str] | None = None) -> pd.DataFrame:
-    """Done runs, optionally only those of a plan, for tables.
+def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[str, Any]]:
+    """Done runs, optionally only those of a plan, as dicts for :func:`build_table`.
 
-    ``config`` is the run's *cell*: its config without the seed (the ``seed`` column has it),
-    decoded once per cell, since the runs of a cell differ only by seed.
+    ``config`` is the run's *cell*: its config without the seed (the ``seed`` field has it),
+    decoded once per cell and shared by the cell's runs, which differ only by seed.
     """
-    df = store.list_runs("done", columns=TABLE_COLUMNS, decode=False)
+    runs = store.fetch_runs("done", TABLE_COLUMNS)
     if hashes is not None:
-        df = df[df.run_hash.isin(hashes)]
-    first = df.drop_duplicates("cell_hash")
-    cells = {cell: {k: v for k, v in json.loads(text).items() if k != "seed"}
-             for cell, text in zip(first["cell_hash"], first["config"], strict=True)}
-    df = df.assign(config=df["cell_hash"].map(cells))
-    return df.reset_index(drop=True)
+        wanted = set(hashes)
+        runs = [r for r in runs if r["run_hash"] in wanted]
+    cells: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if r["cell_hash"] not in cells:
+            cells[r["cell_hash"]] = {k: v for k, v in json.loads(r["config"]).items()
+                                     if k != "seed"}
+        r["config"] = cells[r["cell_hash"]]
+    return runs
 
 
 def render_stored_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",

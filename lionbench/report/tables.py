@@ -1,7 +1,7 @@
 """Comparison tables of stored runs, laid out like the LION paper's Tables 1-4.
 
 Why: the point of the benchmark is to put our numbers where the paper's are. ``build_table``
-turns a DataFrame of runs (one row per run) into a ``ComparisonTable``: rows grouped by
+turns runs (a DataFrame or dicts, one per run) into a ``ComparisonTable``: rows grouped by
 backbone then method, one column per dataset, cells holding mean ± std over seeds, the best
 cell of each column marked within each backbone block (the paper bolds per block), and a final
 Params (M) column holding the MAXIMUM trainable parameter count (incl. head) over the row's
@@ -20,10 +20,9 @@ have no run yet). Rendering lives in ``lionbench.report.render``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-import pandas as pd
 
 from lionbench.config import PROTOCOL_VERSION
 
@@ -141,34 +140,49 @@ def cell_text(cell: Cell, digits: int = DIGITS) -> tuple[str, str]:
     return ours, extra
 
 
-def _normalise(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
-    df = runs.copy()
-    for col, default in (("status", "done"), ("git_dirty", False), ("protocol_version", None),
-                         ("params_trainable", None)):
-        if col not in df.columns:
-            df[col] = default
-    if "weights" not in df.columns:
-        df["weights"] = None
-    methods = df["method"].tolist()
-    weights = df["weights"].astype(object).where(df["weights"].notna(), None).tolist()
-    df["weights"] = [
-        default_weights(m) if w is None or w == "" else
-        ("pretrained" if str(w) in PRETRAINED_ALIASES else str(w))
-        for m, w in zip(methods, weights, strict=True)
-    ]
-    configs = df["config"].tolist() if "config" in df.columns else [None] * len(df)
-    labels: dict[tuple[str, int], str] = {}  # the runs of a stored cell share one config dict
+def _records(runs: Any) -> tuple[list[dict[str, Any]], set[str] | None]:
+    """Runs as plain dicts (missing values None) and the column names where known.
 
-    def label(method: str, config: Any) -> str:
+    A DataFrame is converted through its own methods, so this module never imports pandas:
+    ``lionbench table`` on 10,000 runs answers in under a second, and pandas alone takes a
+    quarter of that to import on a 2-core machine (results/perf/cli-speed.md).
+    """
+    if hasattr(runs, "to_dict") and hasattr(runs, "columns"):  # a pandas DataFrame
+        frame = runs.astype(object).where(runs.notna(), None)
+        return frame.to_dict("records"), set(runs.columns)
+    return [dict(r) for r in runs], None
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (missing, NaN, not a number)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _normalise(records: list[dict[str, Any]], metric: str, current_protocol: int
+               ) -> list[dict[str, Any]]:
+    """Each run with what the table needs: ``_value``, ``_dirty``, ``_protocol``, ``_settings``
+    and ``weights`` normalised ("pretrained", "none" or a path)."""
+    labels: dict[tuple[str, int], str] = {}  # the runs of a stored cell share one config dict
+    out = []
+    for r in records:
+        method, config, weights = r["method"], r.get("config"), r.get("weights")
         key = (method, id(config))
         if key not in labels:
             labels[key] = _settings_label(method, config)
-        return labels[key]
-
-    df["_settings"] = [label(m, c) for m, c in zip(methods, configs, strict=True)]
-    df["_value"] = pd.to_numeric(df[metric], errors="coerce")
-    df["_dirty"] = df["git_dirty"].astype(object).map(lambda v: bool(v) if pd.notna(v) else False)
-    return df
+        version = _number(r.get("protocol_version"))
+        out.append({**r, "status": r.get("status") or "done",
+                    "weights": (default_weights(method) if weights is None or weights == "" else
+                                "pretrained" if str(weights) in PRETRAINED_ALIASES
+                                else str(weights)),
+                    "_settings": labels[key], "_value": _number(r.get(metric)),
+                    "_dirty": bool(r.get("git_dirty") or False),
+                    "_protocol": version is not None and version != current_protocol,
+                    "_params": _number(r.get("params_trainable"))})
+    return out
 
 
 def _settings_label(method: str, config: Any) -> str:
@@ -186,11 +200,12 @@ def _order(values: list[str], first: tuple[str, ...]) -> list[str]:
     return known + sorted(v for v in set(values) if v not in first)
 
 
-def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = "test_top1",
+def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top1",
                 clean_only: bool = False, current_protocol: int | None = None,
                 compare: str | None = None, method_order: tuple[str, ...] | None = None
                 ) -> ComparisonTable:
-    """Aggregate runs into a paper-style comparison table.
+    """Aggregate runs (a DataFrame or an iterable of dicts, one per run) into a paper-style
+    comparison table.
 
     ``preset`` ("table1".."table4") uses the paper's exact rows, columns and labels (rows or
     cells without runs show "-"; runs outside the layout are left out and counted in
@@ -206,49 +221,54 @@ def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = 
         raise ValueError(f"compare must be None or 'paper', not {compare!r}")
     if compare and metric != "test_top1":
         raise ValueError("the paper reports top-1 only: compare='paper' needs metric='test_top1'")
-    if metric not in runs.columns:
+    records, names = _records(runs)
+    if (metric not in names) if names is not None else (records and metric not in records[0]):
         raise ValueError(f"runs have no column '{metric}'")
     if current_protocol is None:
         current_protocol = PROTOCOL_VERSION
-    df = _normalise(runs, metric)
+    runs_ = _normalise(records, metric, current_protocol)
     excluded: dict[str, int] = {}
 
-    def drop(mask: pd.Series, reason: str) -> None:
-        nonlocal df
-        if int(mask.sum()):
-            excluded[reason] = excluded.get(reason, 0) + int(mask.sum())
-        df = df[~mask]
+    def drop(outside: Callable[[dict[str, Any]], bool], reason: str) -> None:
+        nonlocal runs_
+        kept = [r for r in runs_ if not outside(r)]
+        if len(kept) < len(runs_):
+            excluded[reason] = excluded.get(reason, 0) + len(runs_) - len(kept)
+        runs_ = kept
 
-    drop(df["status"] != "done", "not done")
-    drop(df["_value"].isna(), f"no {metric}")
-    version = pd.to_numeric(df["protocol_version"], errors="coerce")
-    df = df.assign(_protocol=version.notna() & (version != current_protocol))
+    drop(lambda r: r["status"] != "done", "not done")
+    drop(lambda r: r["_value"] is None, f"no {metric}")
     if clean_only:
-        drop(df["_dirty"] | df["_protocol"], "dirty tree or old protocol")
+        drop(lambda r: r["_dirty"] or r["_protocol"], "dirty tree or old protocol")
 
     if preset is not None:
         p = PRESETS[preset]
         bb_labels = dict(p.backbones)
         columns = [Column(c.dataset, c.label, c.group) for c in p.columns]
-        drop(~(df["backbone"].isin(bb_labels) & df["method"].isin(p.methods)
-               & df["dataset"].isin([c.dataset for c in columns])), "outside the preset")
-        drop(df["_settings"] != "", "non-default method settings (sweeps)")
+        datasets = {c.dataset for c in columns}
+        drop(lambda r: not (r["backbone"] in bb_labels and r["method"] in p.methods
+                            and r["dataset"] in datasets), "outside the preset")
+        drop(lambda r: r["_settings"] != "", "non-default method settings (sweeps)")
         backbones, methods = list(bb_labels), list(p.methods)
         title, show_params, params_label = p.title, p.params, "Params"
     else:
         bb_labels = {}
-        backbones = list(dict.fromkeys(df["backbone"]))
-        methods = _order(list(df["method"]), method_order or ref.METHOD_ORDER)
-        columns = [Column(d, d) for d in _order(list(df["dataset"]), ref.DATASET_ORDER)]
+        backbones = list(dict.fromkeys(r["backbone"] for r in runs_))
+        methods = _order([r["method"] for r in runs_], method_order or ref.METHOD_ORDER)
+        columns = [Column(d, d) for d in _order([r["dataset"] for r in runs_],
+                                                ref.DATASET_ORDER)]
         title = f"{metric}: mean \u00b1 std over seeds"
         show_params, params_label = True, "Params (M)"
 
-    rows: list[Row] = []
+    groups: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = {}
+    for r in runs_:
+        key = (r["backbone"], r["method"], r["weights"], r["_settings"], r["dataset"])
+        groups.setdefault(key, []).append(r)
     variants_of: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (bb, m) -> {(w, settings)}
-    for bb, m, w, settings in set(zip(df["backbone"].tolist(), df["method"].tolist(),
-                                      df["weights"].tolist(), df["_settings"].tolist(),
-                                      strict=True)):
+    for bb, m, w, settings, _ in groups:
         variants_of.setdefault((bb, m), set()).add((w, settings))
+
+    rows: list[Row] = []
     for bb in backbones:
         for m in methods:
             default = default_weights(m)
@@ -266,27 +286,16 @@ def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = 
                 suffix = f" ({', '.join(parts)})" if parts else ""
                 rows.append(Row(bb, m, w, bb_labels.get(bb, bb), label + suffix, settings))
 
-    keys = ["backbone", "method", "weights", "_settings", "dataset"]
-    stats = (df.assign(_params=pd.to_numeric(df["params_trainable"], errors="coerce"))
-             .groupby(keys, sort=False)
-             .agg(mean=("_value", "mean"), std=("_value", "std"), n=("_value", "size"),
-                  dirty=("_dirty", "any"), protocol=("_protocol", "any"),
-                  params=("_params", "max"))
-             .to_dict("index"))
     cells, params_m, paper_params = [], [], []
     for row in rows:
         line, pmax = [], None
         usual = row.weights == default_weights(row.method) and not row.settings
         for col in columns:
-            g = stats.get((row.backbone, row.method, row.weights, row.settings, col.dataset))
-            cell = Cell()
-            if g is not None:
-                n = int(g["n"])
-                cell = Cell(mean=float(g["mean"]), n=n,
-                            std=float(g["std"]) if n > 1 else None,
-                            flags=tuple(f for f in ("dirty", "protocol") if bool(g[f])))
-                if pd.notna(g["params"]):
-                    pmax = max(pmax or 0.0, float(g["params"]) / 1e6)
+            group = groups.get((row.backbone, row.method, row.weights, row.settings, col.dataset))
+            cell = _cell(group) if group else Cell()
+            params = [r["_params"] for r in group or () if r["_params"] is not None]
+            if params:
+                pmax = max(pmax or 0.0, max(params) / 1e6)
             if compare and usual:
                 cell.paper = ref.paper_value(row.backbone, row.method, col.dataset)
             line.append(cell)
@@ -300,6 +309,16 @@ def build_table(runs: pd.DataFrame, *, preset: str | None = None, metric: str = 
                             excluded)
     _mark_best(table)
     return table
+
+
+def _cell(group: list[dict[str, Any]]) -> Cell:
+    """Mean and sample std (ddof=1, from n=2 on) of a group's values, and its flags."""
+    values = [r["_value"] for r in group]
+    n = len(values)
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    flags = tuple(f for f in ("dirty", "protocol") if any(r[f"_{f}"] for r in group))
+    return Cell(mean=mean, std=std, n=n, flags=flags)
 
 
 def _mark_best(table: ComparisonTable) -> None:

@@ -31,7 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Boolean, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from lionbench import __version__
@@ -93,10 +93,14 @@ def export_runs(store: Store, fmt: str, output: Path | TextIO | None = None,
                   buf, indent=1)
         buf.write("\n")
     else:
-        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
+        writer = csv.writer(buf, lineterminator="\n")  # None is written as an empty field
+        writer.writerow(COLUMNS)
+        flags = [i for i, name in enumerate(COLUMNS) if isinstance(runs.c[name].type, Boolean)]
         for row in rows:
-            writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+            values = [row[name] for name in COLUMNS]
+            for i in flags:  # true/false, as the import reads them
+                values[i] = "" if values[i] is None else ("true" if values[i] else "false")
+            writer.writerow(values)
     if output is None:
         sys.stdout.write(buf.getvalue())
     elif isinstance(output, Path | str):
@@ -113,14 +117,6 @@ def export_runs(store: Store, fmt: str, output: Path | TextIO | None = None,
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
 
 
 # --- import ----------------------------------------------------------------------------------
