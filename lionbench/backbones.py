@@ -155,6 +155,45 @@ def create_backbone(name: str, num_classes: int, weights: str = "pretrained",
     return model
 
 
+def check_pretrained_available(name: str) -> None:
+    """Fail before anything trains when ``name``'s pretrained weights cannot be had here.
+
+    Bundled weights are always there; timm's hub weights count as available when they are in
+    the local Hugging Face or torch hub cache, or when the hub answers (the run downloads them).
+    Otherwise the same one-line WeightsError a run would fail with, in seconds instead of after
+    a matrix has started.
+    """
+    spec = get_backbone_spec(name)
+    if spec.bundled_weights or _in_local_cache(spec.timm_name) or hub_reachable():
+        return
+    raise WeightsError(_offline_message(spec.timm_name, "hub unreachable and not in the local "
+                                                        "cache"))
+
+
+def _in_local_cache(timm_name: str) -> bool:
+    """Whether timm would find ``timm_name``'s pretrained file without the network."""
+    cfg = timm.get_pretrained_cfg(timm_name)
+    if cfg is None:
+        return False
+    if cfg.file and Path(cfg.file).is_file():
+        return True
+    if cfg.hf_hub_id:
+        from huggingface_hub import try_to_load_from_cache  # a dependency of timm
+
+        for filename in ("model.safetensors", "pytorch_model.bin"):
+            if isinstance(try_to_load_from_cache(cfg.hf_hub_id.split("@")[0], filename), str):
+                return True
+    if cfg.url:
+        return (Path(torch.hub.get_dir()) / "checkpoints" / Path(cfg.url).name).is_file()
+    return False
+
+
+def _offline_message(timm_name: str, why: str) -> str:
+    return (f"cannot fetch pretrained weights for '{timm_name}' from timm's hub ({why}); "
+            "offline, pass a local file with --weights FILE (safetensors or a torch state dict) "
+            "or train from scratch with --weights none")
+
+
 def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     """A quick connection probe, so an offline machine fails in seconds, not after retries."""
     import socket
@@ -183,11 +222,9 @@ def _create_timm(timm_name: str, num_classes: int, pretrained: bool, kwargs: dic
     except Exception as exc:  # offline hub, missing tag, ...: say how to work offline
         if not pretrained:
             raise
-        raise WeightsError(
-            f"cannot fetch pretrained weights for '{timm_name}' from timm's hub "
-            f"({type(exc).__name__}: hub unreachable and not in the local cache?); "
-            "offline, pass a local file with --weights FILE (safetensors or a torch state dict) "
-            "or train from scratch with --weights none") from None
+        raise WeightsError(_offline_message(
+            timm_name, f"{type(exc).__name__}: hub unreachable and not in the local cache?"
+        )) from None
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -34,12 +34,16 @@ MATRIX_KEYS = {"name", "methods", "backbones", "datasets", "seeds", "weights", "
 
 @dataclass
 class Matrix:
-    """One block of a matrix: the cartesian product of its lists, with shared overrides."""
+    """One block of a matrix: the cartesian product of its lists, with shared overrides.
 
-    methods: list[str]
-    backbones: list[str]
-    datasets: list[str]
-    seeds: list[int] = field(default_factory=lambda: [0])
+    An empty list is an axis left out: it takes its default when the matrix is expanded
+    (``lionbench.runner.plan.DEFAULT_AXES``: the paper's methods, demo-resnet, digits, seed 0).
+    """
+
+    methods: list[str] = field(default_factory=list)
+    backbones: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
     weights: str = "pretrained"
     overrides: dict[str, Any] = field(default_factory=dict)
     name: str = ""
@@ -54,8 +58,9 @@ def split_names(value: str | list[str] | None) -> list[str]:
 
 
 def parse_seeds(value: str | list[int] | int | None) -> list[int]:
+    """``"0,1,2"``, ``[0, 1]`` or ``3`` -> a list of ints; None -> [] (the default seeds)."""
     if value is None:
-        return [0]
+        return []
     if isinstance(value, int):
         return [value]
     try:

@@ -33,11 +33,14 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help="key=value ov
                                                      "or method.key).")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Print the plan and stop.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Rerun runs already stored.")]
-MethodsOption = Annotated[str | None, typer.Option("--methods", "-m",
-                                                   help="Comma-separated methods.")]
-BackbonesOption = Annotated[str | None, typer.Option("--backbones", "-b",
-                                                     help="Comma-separated.")]
-DatasetsOption = Annotated[str | None, typer.Option("--datasets", "-d", help="Comma-separated.")]
+MethodsOption = Annotated[str | None, typer.Option(
+    "--methods", "-m", help="Comma-separated methods (default: the paper's: retraining, "
+    "head-tuning, fine-tuning, adapter, bias, vpt, lion).")]
+BackbonesOption = Annotated[str | None, typer.Option(
+    "--backbones", "-b", help="Comma-separated timm names (default: demo-resnet, the embedded "
+    "CIFAR-10-pretrained backbone).")]
+DatasetsOption = Annotated[str | None, typer.Option(
+    "--datasets", "-d", help="Comma-separated (default: digits, shipped with scikit-learn).")]
 CleanOnlyOption = Annotated[bool, typer.Option("--clean-only", help="Exclude runs from a dirty "
                                                "git tree or an older protocol version.")]
 

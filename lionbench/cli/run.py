@@ -109,8 +109,8 @@ def run(
 
 @handle_errors
 def ablate(
-    backbones: str = typer.Option(..., "--backbones", "-b", help="Comma-separated."),
-    datasets: str = typer.Option(..., "--datasets", "-d", help="Comma-separated."),
+    backbones: BackbonesOption = None,
+    datasets: DatasetsOption = None,
     variant: str | None = typer.Option(None, "--variant", help="lion-p1 | lion-p2 | lion-r | "
                                        "all: run LION and the variant(s) (Table 4)."),
     tau: str | None = typer.Option(None, "--tau", help="Sweep robust training's tau, e.g. "
@@ -139,11 +139,25 @@ def ablate(
 def execute_plan(plan: Plan, *, dry_run: bool, force: bool, retry_failed: bool,
                  data_root: Path | None, device: str, show_table: bool,
                  executor: str = "inline", exec_options: ExecOptions | None = None) -> None:
-    """Print the plan (dry run) or run it with progress, then the table of its runs."""
+    """Print the defaults used and the plan (dry run), or run it with progress, then the table
+    of its runs."""
+    from lionbench.errors import WeightsError
+    from lionbench.runner.plan import check_weights_available
+
     from .progress import print_plan, run_with_progress
 
+    for note in plan.notes:
+        console.print(note, highlight=False, markup=False)
     if dry_run:
         print_plan(console, plan, force, retry_failed)
+    try:  # before any progress bar: offline without weights fails in seconds, nothing stored
+        check_weights_available(plan.to_run(force, retry_failed))
+    except WeightsError as exc:
+        if not dry_run:
+            raise
+        err_console.print(f"warning: a real run would stop here: {exc}", highlight=False,
+                          markup=False, soft_wrap=True)
+    if dry_run:
         return
     summary = run_with_progress(console, plan, force=force, retry_failed=retry_failed,
                                 data_root=data_root, device=device, executor=executor,

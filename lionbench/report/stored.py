@@ -39,12 +39,15 @@ def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[s
 
 def render_stored_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
                         preset: str | None = None, compare: str | None = None,
-                        clean_only: bool = False, method_order: tuple[str, ...] | None = None
-                        ) -> Any:
-    """The comparison table of the store's done runs, rendered in ``fmt``."""
+                        clean_only: bool = False, method_order: tuple[str, ...] | None = None,
+                        allow_empty: bool = True) -> Any:
+    """The comparison table of the store's done runs, rendered in ``fmt``; None when there is
+    no done run and ``allow_empty`` is False (an empty table says nothing a user can use)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown table format '{fmt}'; valid: {', '.join(FORMATS)}")
     runs = load_done_runs(store, hashes)
+    if not runs and not allow_empty:
+        return None
     try:
         table = build_table(runs, preset=preset, clean_only=clean_only, compare=compare,
                             current_protocol=PROTOCOL_VERSION, method_order=method_order)

@@ -15,7 +15,7 @@ from lionbench.errors import ConfigError
 from lionbench.matrix import Matrix, parse_seeds, split_names
 from lionbench.store import Store
 
-from .plan import Plan, expand_matrix, plan_runs
+from .plan import Plan, expand_matrix, fill_default_axes, plan_runs
 
 VARIANTS = ("lion-p1", "lion-p2", "lion-r")
 TABLE4_ORDER = ("lion-p1", "lion-p2", "lion-r", "lion")
@@ -32,11 +32,13 @@ def parse_values(text: str | None, kind: type, name: str) -> list[Any]:
                           ) from None
 
 
-def create_ablation_matrices(backbones: str, datasets: str, *, variant: str | None = None,
+def create_ablation_matrices(backbones: str | None = None, datasets: str | None = None, *,
+                             variant: str | None = None,
                              taus: str | None = None, deq_layers: str | None = None,
                              seeds: str | None = None, overrides: dict[str, Any] | None = None,
                              weights: str = "pretrained") -> list[Matrix]:
-    """Matrices for the requested ablation(s); at least one of variant/taus/deq_layers."""
+    """Matrices for the requested ablation(s); at least one of variant/taus/deq_layers.
+    Backbones, datasets and seeds left out take the matrix defaults (runner.plan.DEFAULT_AXES)."""
     if variant is None and not taus and not deq_layers:
         raise ConfigError("nothing to ablate; give --variant lion-p1|lion-p2|lion-r|all, "
                           "--tau VALUES or --deq-layers VALUES")
@@ -57,7 +59,8 @@ def create_ablation_matrices(backbones: str, datasets: str, *, variant: str | No
     return matrices
 
 
-def build_ablation_plan(backbones: str, datasets: str, *, variant: str | None = None,
+def build_ablation_plan(backbones: str | None = None, datasets: str | None = None, *,
+                        variant: str | None = None,
                         taus: str | None = None, deq_layers: str | None = None,
                         seeds: str | None = None, set_items: list[str] | None = None,
                         weights: str = "pretrained", db: str | None = None) -> Plan:
@@ -65,5 +68,8 @@ def build_ablation_plan(backbones: str, datasets: str, *, variant: str | None = 
     matrices = create_ablation_matrices(backbones, datasets, variant=variant, taus=taus,
                                         deq_layers=deq_layers, seeds=seeds,
                                         overrides=parse_set_options(set_items), weights=weights)
+    notes = [line for m in matrices for line in fill_default_axes(m)]
     configs = expand_matrix(matrices)
-    return plan_runs(Store(db), configs, tags="ablation", method_order=TABLE4_ORDER)
+    plan = plan_runs(Store(db), configs, tags="ablation", method_order=TABLE4_ORDER)
+    plan.notes = list(dict.fromkeys(notes))
+    return plan

@@ -13,14 +13,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lionbench.backbones import get_backbone_spec
+from lionbench.backbones import PRETRAINED, check_pretrained_available, get_backbone_spec
 from lionbench.config import RunConfig, check_overrides, parse_set_options
 from lionbench.data import get_dataset
-from lionbench.errors import ConfigError
 from lionbench.matrix import Matrix, load_matrix_file, parse_seeds, split_names
 from lionbench.methods import get_method
 from lionbench.store import Store
 from lionbench.train.configs import create_run_config
+
+# What a matrix runs when an axis is left out. Offline and on 2 CPU cores the defaults must run
+# and still mean something: the paper's own methods (Table 1's rows), on the embedded backbone
+# pretrained by lionbench on CIFAR-10 (demo-resnet, 1.5 MB) and scikit-learn's digits (1,797
+# real images shipped with scikit-learn), one seed. The paper's backbones and datasets need
+# downloads; name them to use them.
+DEFAULT_AXES: dict[str, list[Any]] = {
+    "methods": ["retraining", "head-tuning", "fine-tuning", "adapter", "bias", "vpt", "lion"],
+    "backbones": ["demo-resnet"],
+    "datasets": ["digits"],
+    "seeds": [0],
+}
+
+
+def fill_default_axes(matrix: Matrix) -> list[str]:
+    """Give every empty axis of ``matrix`` its default; one line per default used, as printed
+    before the plan (``datasets: digits (default; pass --datasets to choose)``)."""
+    notes = []
+    for axis, default in DEFAULT_AXES.items():
+        if getattr(matrix, axis):
+            continue
+        setattr(matrix, axis, list(default))
+        notes.append(f"{axis}: {','.join(map(str, default))} (default; pass --{axis} to choose)")
+    return notes
 
 
 @dataclass
@@ -32,6 +55,7 @@ class Plan:
     statuses: dict[str, str | None]
     tags: str = ""
     method_order: tuple[str, ...] | None = field(default=None)  # table order (ablate: Table 4)
+    notes: list[str] = field(default_factory=list)  # the defaults used, one line each
 
     @property
     def hashes(self) -> list[str]:
@@ -63,39 +87,42 @@ def create_matrices(config_file: Path | None = None, methods: str | list[str] | 
                     backbones: str | list[str] | None = None,
                     datasets: str | list[str] | None = None,
                     seeds: str | list[int] | None = None, overrides: dict[str, Any] | None = None,
-                    weights: str | None = None) -> list[Matrix]:
-    """Matrices from a YAML file and/or flags; flags replace the file's lists."""
+                    weights: str | None = None, notes: list[str] | None = None
+                    ) -> list[Matrix]:
+    """Matrices from a YAML file and/or flags; flags replace the file's lists, and an axis that
+    neither gives takes its default (DEFAULT_AXES), each default used noted in ``notes``."""
     overrides = overrides or {}
     if config_file is not None:
         matrices = load_matrix_file(config_file, overrides)
     else:
-        matrices = [Matrix(methods=[], backbones=[], datasets=[], overrides=dict(overrides))]
+        matrices = [Matrix(overrides=dict(overrides))]
+    flags = {"methods": split_names(methods), "backbones": split_names(backbones),
+             "datasets": split_names(datasets), "seeds": parse_seeds(seeds)}
+    used: dict[str, str] = {}
     for m in matrices:
-        if methods:
-            m.methods = split_names(methods)
-        if backbones:
-            m.backbones = split_names(backbones)
-        if datasets:
-            m.datasets = split_names(datasets)
-        if seeds is not None:
-            m.seeds = parse_seeds(seeds)
+        for axis, value in flags.items():
+            if value:
+                setattr(m, axis, value)
+        used.update((line.split(":")[0], line) for line in fill_default_axes(m))
         if weights:
             m.weights = weights
-    if config_file is None and not (methods and backbones and datasets):
-        missing = [n for n, v in (("--methods", methods), ("--backbones", backbones),
-                                  ("--datasets", datasets)) if not v]
-        raise ConfigError(f"missing {', '.join(missing)}; give them or a YAML matrix file")
+    if notes is not None:
+        notes.extend(used.values())
     return matrices
+
+
+def check_weights_available(configs: list[RunConfig]) -> None:
+    """Fail in seconds, before anything is stored or trained, when a run's pretrained weights
+    cannot be had (offline hub, not cached): the WeightsError names --weights FILE."""
+    for backbone in dict.fromkeys(c.backbone for c in configs if c.weights in PRETRAINED):
+        check_pretrained_available(backbone)
 
 
 def expand_matrix(matrices: list[Matrix]) -> list[RunConfig]:
     """Validate every block and return its run configs, in order, without duplicates."""
     configs: dict[str, RunConfig] = {}
     for m in matrices:
-        for kind, names in (("methods", m.methods), ("backbones", m.backbones),
-                            ("datasets", m.datasets)):
-            if not names:
-                raise ConfigError(f"no {kind} given; pass --{kind} or list them in the file")
+        fill_default_axes(m)
         fields = {name: get_method(name).config_class.field_names() for name in m.methods}
         for name in m.backbones:
             get_backbone_spec(name)
@@ -114,8 +141,11 @@ def build_plan(config_file: Path | None = None, methods: str | None = None,
                seeds: str | None = None, set_items: list[str] | None = None,
                weights: str | None = None, db: str | None = None) -> Plan:
     """Validate everything, then open the store and compare the matrix with what it holds."""
+    notes: list[str] = []
     matrices = create_matrices(config_file, methods, backbones, datasets, seeds,
-                               parse_set_options(set_items), weights)
+                               parse_set_options(set_items), weights, notes)
     configs = expand_matrix(matrices)  # every name and value checked before the store is touched
     tags = matrices[0].name if matrices and matrices[0].name else ""
-    return plan_runs(Store(db), configs, tags)
+    plan = plan_runs(Store(db), configs, tags)
+    plan.notes = notes
+    return plan

@@ -23,7 +23,7 @@ from lionbench.store import Store
 from lionbench.store.provenance import host_name
 from lionbench.train import select_device
 
-from .plan import Plan, create_matrices, expand_matrix, plan_runs
+from .plan import Plan, check_weights_available, create_matrices, expand_matrix, plan_runs
 
 STALE_AFTER = timedelta(minutes=10)  # at the start of a run: silent this long = lost
 
@@ -78,6 +78,7 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
     emit = on_event or (lambda kind, info: None)
     opts = resolve_options(store, options, data_root=data_root, device=device)
     todo = plan.to_run(force, retry_failed)
+    check_weights_available(todo)  # offline without the weights: fail before storing anything
     hashes = [c.run_hash for c in todo]
     summary = RunSummary(skipped=len(plan.configs) - len(todo))
     store.add_pending(todo, tags=plan.tags)
