@@ -20,7 +20,7 @@ import torch
 
 @dataclass
 class BenchRow:
-    """One configuration on one backbone (see :mod:`lionbench.perf.bench` and ``bench_memory``)."""
+    """One configuration on one backbone (see :mod:`lionbench.perf.bench` and :mod:`lionbench.perf.memory`)."""
 
     label: str
     method: str
