@@ -150,9 +150,9 @@ def execute_plan(plan: Plan, *, dry_run: bool, force: bool, retry_failed: bool,
                                 options=exec_options)
     if show_table and summary.done + summary.skipped:
         print_table(plan.store, hashes=plan.hashes, method_order=plan.method_order)
-    if summary.failed:
-        err_console.print(f"{summary.failed} run(s) failed; see `lionbench status`",
-                          highlight=False)
+    if summary.exit_code:  # the exit rule: lionbench.runner.run.RunSummary.exit_code
+        err_console.print(summary.problem_line(), highlight=False, markup=False)
+        raise typer.Exit(summary.exit_code)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,12 @@ claim, so an interrupted matrix resumes where it stopped and several workers can
 matrix. A run that raises is stored as ``failed`` with its reason and the matrix goes on;
 Ctrl-C puts the run in hand back to ``pending``, to resume from its last epoch checkpoint.
 Where the runs train is an executor's business (lionbench.executors): this process by default.
+
+The exit rule (``RunSummary.exit_code``, shared by every command that runs a plan: ``run``,
+``ablate``, ``tune``): 0 when every run of the invocation's plan is done at the end (trained now
+or skipped because already done), 1 otherwise: a run that failed now, a run of the plan stored
+as failed earlier and not retried, or a run left pending or running (interrupted, or held by
+another driver). Scripts, CI and Slurm jobs can then tell a complete matrix from a partial one.
 """
 
 from __future__ import annotations
@@ -30,11 +36,42 @@ STALE_AFTER = timedelta(minutes=10)  # at the start of a run: silent this long =
 
 @dataclass
 class RunSummary:
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
+    """What one invocation did with its plan, and whether it completed (the exit rule)."""
+
+    done: int = 0  # runs of this invocation that ended done
+    failed: int = 0  # runs of this invocation that ended failed
+    skipped: int = 0  # runs already stored, not run again
     failures: list[tuple[str, str]] = field(default_factory=list)
     pending: int = 0  # left pending or running (interrupted, or held by another driver)
+    total: int = 0  # runs in the plan
+    stored_failed: int = 0  # skipped runs stored as failed earlier (--retry-failed reruns them)
+
+    @property
+    def complete(self) -> bool:
+        """Every run of the plan is done: trained now or already stored as done."""
+        return not (self.failed or self.pending or self.stored_failed)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the plan is complete, else 1 (the CLI's exit status for run/ablate/tune)."""
+        return 0 if self.complete else 1
+
+    def problem_line(self) -> str:
+        """One line naming what is not done, e.g. ``2 of 15 runs failed; see lionbench
+        status``; empty when the plan is complete."""
+        if self.complete:
+            return ""
+        parts = []
+        failed = self.failed + self.stored_failed
+        if failed:
+            earlier = (f" ({self.stored_failed} stored as failed earlier; --retry-failed reruns "
+                       f"{'them' if self.stored_failed > 1 else 'it'})"
+                       if self.stored_failed else "")
+            parts.append(f"{failed} of {self.total} runs failed{earlier}")
+        if self.pending:
+            parts.append(f"{self.pending} of {self.total} runs not finished (pending, or running "
+                         "in another process)")
+        return "; ".join(parts) + "; see lionbench status"
 
 
 def reclaim_stale(store: Store, hashes: list[str],
@@ -79,7 +116,7 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
     opts = resolve_options(store, options, data_root=data_root, device=device)
     todo = plan.to_run(force, retry_failed)
     hashes = [c.run_hash for c in todo]
-    summary = RunSummary(skipped=len(plan.configs) - len(todo))
+    summary = RunSummary(skipped=len(plan.configs) - len(todo), total=len(plan.configs))
     store.add_pending(todo, tags=plan.tags)
     if force:
         store.reset_to_pending(hashes)
@@ -96,6 +133,9 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
     counts = store.status_counts(hashes)
     summary.done, summary.failed, summary.pending = counts["done"], counts["failed"], \
         counts["pending"] + counts["running"]
+    todo_hashes = set(hashes)
+    skipped = [h for h in plan.hashes if h not in todo_hashes]
+    summary.stored_failed = store.status_counts(skipped)["failed"] if skipped else 0
     if summary.failed:
         failed = store.list_runs("failed")
         failed = failed[failed.run_hash.isin(hashes)]
