@@ -34,23 +34,26 @@ def table(
     compare: str | None = typer.Option(None, "--compare", help="'paper': show the paper's "
                                        "value beside ours."),
     clean_only: CleanOnlyOption = False,
+    mark_imported: bool = typer.Option(True, "--mark-imported/--no-mark-imported",
+                                       help="Mark results imported from elsewhere with ‡ "
+                                       "(their metrics cannot be re-derived here)."),
 ) -> None:
     """Render stored results in the paper's layout (mean ± std over seeds, best marked)."""
     print_table(Store(db), fmt=fmt, output=output, preset=preset, compare=compare,
-                clean_only=clean_only)
+                clean_only=clean_only, mark_imported=mark_imported)
 
 
 def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
                 output: Path | None = None, preset: str | None = None,
                 compare: str | None = None, clean_only: bool = False,
-                method_order: tuple[str, ...] | None = None) -> None:
+                method_order: tuple[str, ...] | None = None, mark_imported: bool = True) -> None:
     """Render the store's table to stdout or ``output`` (what ``table`` and ``run`` print)."""
     from lionbench.report import render_stored_table  # pandas: not for status or export
     from lionbench.report.render import rich_to_text
 
     rendered = render_stored_table(store, hashes=hashes, fmt=fmt, preset=preset,
                                    compare=compare, clean_only=clean_only,
-                                   method_order=method_order)
+                                   method_order=method_order, mark_imported=mark_imported)
     if output:
         text = rendered if isinstance(rendered, str) else rich_to_text(rendered)
         output.parent.mkdir(parents=True, exist_ok=True)

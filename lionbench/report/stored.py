@@ -15,7 +15,7 @@ from .tables import build_table
 # what a table reads of each run (not its history, extra metrics or package versions)
 TABLE_COLUMNS = ("run_hash", "cell_hash", "status", "method", "backbone", "weights",
                  "weights_id", "dataset", "seed", "config", "protocol_version", "git_dirty",
-                 "params_trainable", "test_top1")
+                 "imported_result", "params_trainable", "test_top1")
 
 
 def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[str, Any]]:
@@ -39,15 +39,17 @@ def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[s
 
 def render_stored_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
                         preset: str | None = None, compare: str | None = None,
-                        clean_only: bool = False, method_order: tuple[str, ...] | None = None
-                        ) -> Any:
-    """The comparison table of the store's done runs, rendered in ``fmt``."""
+                        clean_only: bool = False, method_order: tuple[str, ...] | None = None,
+                        mark_imported: bool = True) -> Any:
+    """The comparison table of the store's done runs, rendered in ``fmt`` (imported results
+    marked ``‡`` unless ``mark_imported=False``)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown table format '{fmt}'; valid: {', '.join(FORMATS)}")
     runs = load_done_runs(store, hashes)
     try:
         table = build_table(runs, preset=preset, clean_only=clean_only, compare=compare,
-                            current_protocol=PROTOCOL_VERSION, method_order=method_order)
+                            current_protocol=PROTOCOL_VERSION, method_order=method_order,
+                            mark_imported=mark_imported)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return render_table(table, fmt)

@@ -21,7 +21,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from lionbench.config import run_config_from_dict
+from lionbench.config import RunConfig, run_config_from_dict
+from lionbench.data import get_dataset
+from lionbench.data.digest import digest_if_present
 from lionbench.executors import EventFn, ExecOptions, get_executor
 from lionbench.executors.execute import config_of, execute_claimed, worker_id
 from lionbench.executors.local import describe as describe_local
@@ -117,11 +119,13 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
     todo = plan.to_run(force, retry_failed)
     hashes = [c.run_hash for c in todo]
     summary = RunSummary(skipped=len(plan.configs) - len(todo), total=len(plan.configs))
-    store.add_pending(todo, tags=plan.tags)
+    data_ids = planned_data_ids(todo, opts.data_root)
+    store.add_pending(todo, tags=plan.tags, data_ids=data_ids)
     if force:
         store.reset_to_pending(hashes)
     elif retry_failed:
         store.reset_to_pending(hashes, statuses=("failed",))
+    store.localize(todo, data_ids if force else None)  # this machine's weights path (and data)
     reclaim_stale(store, hashes)
     if executor == "inline":
         run_inline(store, hashes, opts, emit, summary)
@@ -143,6 +147,13 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
                                     strict=True))
     emit("end", {"summary": summary})
     return summary
+
+
+def planned_data_ids(configs: list[RunConfig], data_root: Path | None) -> dict[str, str | None]:
+    """Dataset name -> the digest of its data here (None where absent), once per dataset: what
+    new runs record as the data they were planned on (lionbench.data.digest)."""
+    return {name: digest_if_present(get_dataset(name), data_root)
+            for name in dict.fromkeys(c.dataset for c in configs)}
 
 
 def run_inline(store: Store, hashes: list[str], opts: ExecOptions, emit: EventFn,

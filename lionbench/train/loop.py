@@ -87,7 +87,9 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     # 2. model: a timm backbone wrapped by the method, never copied
     method = get_method(config.method)
     weights = config.weights if method.pretrained else "none"
-    backbone = create_backbone(config.backbone, spec.num_classes, weights, size)
+    # the bytes loaded are checked against the run's identity first (backbones.verify_weights_id)
+    backbone = create_backbone(config.backbone, spec.num_classes, weights, size,
+                               expected_id=config.weights_id)
     model = create_model(config.method, backbone, config.method_config).to(device)
     # channels-last on every device: CNN steps are 11-16% faster on CPU too (results/perf/NOTES.md)
     model = model.to(memory_format=torch.channels_last)
