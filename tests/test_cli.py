@@ -47,6 +47,11 @@ def test_matrix_end_to_end_then_skip_and_table(db_url):
     assert 0 <= row.test_top1 <= 1 and row.test_top5 >= row.test_top1
     assert row.git_commit is None or len(row.git_commit) == 40
     assert "torch" in row.versions and row.device.startswith("cpu")
+    import torch  # the settings that decide exact CPU numbers are stored with the run
+
+    assert row.runtime["torch_threads"] == torch.get_num_threads() == 1  # tests/conftest.py
+    assert row.runtime["deterministic_algorithms"] is False and row.runtime["cpu_capability"]
+    assert row.data_id.startswith("data:")  # the digits' digest, recorded at planning
     assert row.config["train"]["epochs"] == 1 and row.config["protocol_version"] == 1
 
     plan = invoke(*BASE, "--db", db_url, "--dry-run")

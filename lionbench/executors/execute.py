@@ -82,9 +82,11 @@ def compute(config: dict[str, Any], *, device: str = "auto", data_root: str | No
     root = Path(data_root) if data_root else None
     if run_fn is None:
         from lionbench.train import device_name, select_device  # torch: only where it trains
+        from lionbench.train.device import runtime_settings
 
         dev: Any = select_device(device)
-        provenance = run_provenance(device_name(dev))
+        provenance = {**run_provenance(device_name(dev)),
+                      "runtime": json.dumps(runtime_settings(), sort_keys=True)}
     else:
         dev, provenance = device, {"host": socket.gethostname(), "device": device}
     try:
