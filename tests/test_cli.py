@@ -7,6 +7,7 @@ from conftest import TINY, TINY_SET
 from typer.testing import CliRunner
 
 from lionbench.cli import app
+from lionbench.config import PROTOCOL_VERSION
 from lionbench.store import Store
 
 runner = CliRunner()
@@ -52,7 +53,7 @@ def test_matrix_end_to_end_then_skip_and_table(db_url):
     assert row.runtime["torch_threads"] == torch.get_num_threads() == 1  # tests/conftest.py
     assert row.runtime["deterministic_algorithms"] is False and row.runtime["cpu_capability"]
     assert row.data_id.startswith("data:")  # the digits' digest, recorded at planning
-    assert row.config["train"]["epochs"] == 1 and row.config["protocol_version"] == 1
+    assert row.config["train"]["epochs"] == 1 and row.config["protocol_version"] == PROTOCOL_VERSION
 
     plan = invoke(*BASE, "--db", db_url, "--dry-run")
     assert "0 to run, 2 already stored" in plan.output
