@@ -236,3 +236,21 @@ def test_yaml_matrix_with_blocks(tmp_path, db_url):
                  "runs:\n  - {}\n  - {seeds: [1], set: {lr: 0.01}}\n")
     result = invoke("run", str(f), "--db", db_url, "--dry-run")
     assert result.exit_code == 0 and "2 to run" in result.output
+
+
+def test_threads_option_pins_and_records_torch_threads(db_url):
+    """CPU numbers depend on torch's thread count: --threads pins it, the run stores it."""
+    import torch
+
+    try:
+        result = invoke("run", "-m", "head-tuning", "-b", "test_resnet", "-d", "digits",
+                        "--weights", "none", *TINY_SET, "--threads", "2", "--db", db_url,
+                        "--no-table")
+        assert result.exit_code == 0, result.output
+        row = Store(db_url).list_runs().iloc[0]
+        assert row.runtime["torch_threads"] == 2 and row.device.endswith("x2 threads")
+    finally:
+        torch.set_num_threads(1)  # tests/conftest.py's setting for the rest of the suite
+    bad = invoke("run", "-m", "head-tuning", "-b", "test_resnet", "-d", "digits", "--threads",
+                 "0", "--db", db_url)
+    assert bad.exit_code == 1 and "invalid --threads 0" in bad.output

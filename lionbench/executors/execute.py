@@ -66,7 +66,7 @@ def compute(config: dict[str, Any], *, device: str = "auto", data_root: str | No
             checkpoint_dir: str | None = None, run_fn: str | None = None,
             progress: Callable[[str, int, int], None] | None = None,
             reraise: tuple[type[BaseException], ...] = (),
-            expect: dict[str, Any] | None = None) -> dict[str, Any]:
+            expect: dict[str, Any] | None = None, threads: int | None = None) -> dict[str, Any]:
     """Train one run here; ``{"status": "done", metrics, extra, provenance}`` or
     ``{"status": "failed", reason, provenance}``. KeyboardInterrupt, ClaimLost and ``reraise``
     (the executor's own signals, e.g. submitit's preemption) propagate: they are no failure.
@@ -74,7 +74,9 @@ def compute(config: dict[str, Any], *, device: str = "auto", data_root: str | No
     The real training function first checks that the weights and data here are the run's
     (lionbench.train.verify; ``expect`` from :func:`expectations`): a mismatch is the run's
     failure, stored with its one-line reason, and nothing trains. The data digest found here is
-    stored with the run. A custom ``run_fn`` (tests) skips the check.
+    stored with the run. A custom ``run_fn`` (tests) skips the check. ``threads`` sets torch's
+    intra-op threads first: CPU numbers depend on it (README, "Reproducibility"), and the
+    count is stored with the run's runtime either way.
     """
     cfg = run_config_from_dict(config)
     fn = load_run_fn(run_fn)
@@ -82,8 +84,9 @@ def compute(config: dict[str, Any], *, device: str = "auto", data_root: str | No
     root = Path(data_root) if data_root else None
     if run_fn is None:
         from lionbench.train import device_name, select_device  # torch: only where it trains
-        from lionbench.train.device import runtime_settings
+        from lionbench.train.device import runtime_settings, set_threads
 
+        set_threads(threads)
         dev: Any = select_device(device)
         provenance = {**run_provenance(device_name(dev)),
                       "runtime": json.dumps(runtime_settings(), sort_keys=True)}

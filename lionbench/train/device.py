@@ -24,6 +24,13 @@ def device_name(device: torch.device) -> str:
     return f"cpu:{cpu_model()} x{torch.get_num_threads()} threads"
 
 
+def set_threads(threads: int | None) -> None:
+    """Pin torch's intra-op threads (None: leave torch's default, the physical cores). The
+    same count on machines of one CPU kind gives the same CPU numbers; see runtime_settings."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def runtime_settings() -> dict[str, Any]:
     """What besides the config decides a run's exact numbers on this machine, stored with it:
     the kernels chosen for the CPU's instruction set, torch's thread counts (a reduction split
