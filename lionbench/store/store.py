@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, insert, select, text, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from lionbench.config import PROTOCOL_VERSION, RunConfig, canonical_json
@@ -144,18 +144,30 @@ class Store(RunQueue):
         imported from elsewhere may name a path that holds other bytes here, or none: the plan
         being run names the file that has the identity's digest on this machine. ``data_ids``
         is given by ``run --force`` only: the user asks to train these runs on the data here.
+        One query per 500 runs finds the rows to change; only those are written.
         """
-        t, changed = runs, 0
+        t, by_hash = runs, {c.run_hash: c for c in configs}
+        unfinished = t.c.status.in_(("pending", "failed"))
+        changed = 0
         with self.engine.begin() as conn:
-            for c in configs:
-                values: dict[str, Any] = {"weights": c.weights,
-                                          "config": canonical_json(c.to_dict())}
-                cond = [t.c.run_hash == c.run_hash, t.c.status.in_(("pending", "failed"))]
-                if data_ids is not None and data_ids.get(c.dataset):
-                    values["data_id"] = data_ids[c.dataset]
-                else:
-                    cond.append(t.c.weights != c.weights)
-                changed += conn.execute(update(t).where(*cond).values(**values)).rowcount
+            for chunk in _chunks(list(by_hash)):
+                rows = conn.execute(select(t.c.run_hash, t.c.weights).where(
+                    t.c.run_hash.in_(chunk), unfinished))
+                for run_hash, weights in rows.all():
+                    c = by_hash[run_hash]
+                    if weights != c.weights:
+                        changed += conn.execute(update(t).where(
+                            t.c.run_hash == run_hash, unfinished).values(
+                            weights=c.weights, config=canonical_json(c.to_dict()))).rowcount
+            for dataset, data_id in (data_ids or {}).items():
+                if data_id is None:
+                    continue
+                hashes = [h for h, c in by_hash.items() if c.dataset == dataset]
+                for chunk in _chunks(hashes):
+                    changed += conn.execute(update(t).where(
+                        t.c.run_hash.in_(chunk), unfinished, t.c.dataset == dataset,
+                        or_(t.c.data_id.is_(None), t.c.data_id != data_id)).values(
+                        data_id=data_id)).rowcount
         return changed
 
     # --- reading ----------------------------------------------------------------------------
