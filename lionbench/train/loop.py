@@ -4,7 +4,10 @@ Protocol (stored with every run, ``PROTOCOL_VERSION`` in config.py):
 train on the train split minus a seeded, stratified validation hold-out (or the dataset's own
 ``val`` split where it has one); after every epoch measure validation top-1 and keep the
 trainable state of the best epoch; at the end restore that state and measure test top-1/top-5
-once. The test split never influences any choice. The same seed gives the same numbers on CPU.
+once. The test split never influences any choice. The same seed gives the same numbers on CPU
+for the same torch version, CPU kernel capability and torch thread count (the run stores all
+three in its ``runtime``; a reduction split over other threads sums in another order).
+Validation must not be empty (``check_selection_sets``): selection on nothing keeps epoch 0.
 """
 
 from __future__ import annotations
