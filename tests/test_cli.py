@@ -57,6 +57,8 @@ def test_matrix_end_to_end_then_skip_and_table(db_url):
 
     plan = invoke(*BASE, "--db", db_url, "--dry-run")
     assert "0 to run, 2 already stored" in plan.output
+    assert "validation of digits: a seeded, stratified 0.1 hold-out of the train split" \
+        in plan.output  # where model selection reads from, said before anything runs
     second = invoke(*BASE, "--db", db_url, "--no-table")
     assert second.exit_code == 0
     assert len(Store(db_url).list_runs()) == 2  # nothing ran twice
