@@ -13,6 +13,7 @@ sized for the target dataset.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -127,8 +128,15 @@ def check_weights_file(name: str, path: Path) -> None:
     check_state_dict(model, read_state_dict(path), path)
 
 
-@lru_cache(maxsize=32)
 def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256. Cached per (path, size, mtime), so a file
+    rewritten in place while this process lives is hashed again, never served stale."""
+    stat = Path(path).stat()
+    return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -136,19 +144,66 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def bytes_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def weights_path(name: str, weights: str) -> Path | None:
+    """The file ``weights`` loads for backbone ``name``; None for random init or timm's hub."""
+    spec = get_backbone_spec(name)
+    if weights == "none" or (weights in PRETRAINED and not spec.bundled_weights):
+        return None
+    return ASSETS / spec.bundled_weights if weights in PRETRAINED else Path(weights)
+
+
+def verify_weights_id(name: str, weights: str, expected_id: str,
+                      data: bytes | None = None) -> None:
+    """Refuse to train on other weights than those in the run's identity.
+
+    ``expected_id`` is the run's ``weights_id``, computed when it was planned (a file's digest,
+    ``timm:<name>`` or ``none``); what ``weights`` resolves to *here, now* must be the same: a
+    file rewritten since, or a path that names other bytes on this machine (an import, another
+    node), is a WeightsError. ``data``: the bytes about to be loaded, hashed instead of the file,
+    so what is checked is exactly what is loaded. timm hub weights are identified by their tag,
+    not by a digest: lionbench cannot check their bytes.
+    """
+    path = weights_path(name, weights)
+    if path is None:
+        actual = "none" if weights == "none" else f"timm:{get_backbone_spec(name).timm_name}"
+    elif data is not None:
+        actual = "sha256:" + bytes_digest(data)
+    elif path.is_file():
+        actual = "sha256:" + file_digest(path)
+    else:
+        raise WeightsError(f"weights file '{weights}' not found on this machine (the run was "
+                           f"planned with weights {expected_id})")
+    if actual != expected_id:
+        raise WeightsError(f"weights '{weights}' are {actual} here, not {expected_id} as when "
+                           "the run was planned; refusing to train on other weights (a file "
+                           "changed since, or a path naming other bytes on this machine)")
+
+
 def create_backbone(name: str, num_classes: int, weights: str = "pretrained",
-                    image_size: int | None = None) -> nn.Module:
-    """Build backbone ``name`` with a new ``num_classes`` head and load ``weights``."""
+                    image_size: int | None = None, expected_id: str | None = None
+                    ) -> nn.Module:
+    """Build backbone ``name`` with a new ``num_classes`` head and load ``weights``.
+
+    With ``expected_id`` (a run's ``weights_id``), the bytes read are checked against it before
+    they are loaded (:func:`verify_weights_id`): training never starts on other weights.
+    """
     spec = get_backbone_spec(name)
     kwargs = dict(spec.kwargs)
     if image_size and image_size != get_backbone_info(name).image_size:
         kwargs["img_size"] = image_size  # ViT/Swin families resize their position tables
+    path = weights_path(name, weights)
+    data = read_weights_bytes(path) if path is not None else None
+    if expected_id is not None:
+        verify_weights_id(name, weights, expected_id, data)
     from_hub = weights in PRETRAINED and not spec.bundled_weights
     model = _create_timm(spec.timm_name, num_classes, from_hub, kwargs)
-    if weights in PRETRAINED and spec.bundled_weights:
-        load_weights_file(model, ASSETS / spec.bundled_weights)
-    elif weights not in PRETRAINED and weights != "none":
-        load_weights_file(model, Path(weights))
+    if path is not None and data is not None:
+        state = check_state_dict(model, state_dict_from_bytes(data, path), path)
+        model.load_state_dict(state, strict=False)
     size = image_size or get_backbone_info(name).image_size
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     model.pretrained_cfg = {**cfg, "input_size": (3, size, size)}  # the size the run feeds it
@@ -227,16 +282,28 @@ def _create_timm(timm_name: str, num_classes: int, pretrained: bool, kwargs: dic
         )) from None
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from a safetensors file or a torch checkpoint (``state_dict``/``model`` key)."""
+def read_weights_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise WeightsError(f"weights file '{path}' not found")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+        return path.read_bytes()
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights file '{path}': {exc.strerror or exc}") from None
 
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a safetensors file or a torch checkpoint (``state_dict``/``model`` key)."""
+    return state_dict_from_bytes(read_weights_bytes(path), path)
+
+
+def state_dict_from_bytes(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """The state dict in ``data`` (the bytes of ``path``; its suffix tells the format)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load as load_safetensors
+
+            return load_safetensors(data)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"cannot read weights file '{path}': {exc}") from None
     for key in ("state_dict", "model", "model_state"):

@@ -21,7 +21,10 @@ import yaml
 
 from lionbench.errors import ConfigError
 
-PROTOCOL_VERSION = 1
+# 2: folder datasets read their own val/ or validation/ split (version 1 held validation out of
+#    train/ even when val/ existed) and ignore dot-folders; VPT on Swin averages the prompt
+#    outputs with the patch tokens, as VPT's reference code does (version 1: patches only).
+PROTOCOL_VERSION = 2
 
 AUGMENTATIONS = ("auto", "none", "flip-crop", "crop")
 DEVICES = ("auto", "cpu", "cuda")

@@ -21,6 +21,8 @@ Hooks a model may override (defaults here):
   ``lionbench params`` and the parameter counts stored with every run;
 - ``create_optimizer(lr, weight_decay)``: the optimizer the training loop steps (Adam by default,
   the paper's choice; LION wraps it with the robust-training rule);
+- ``check_backbone(backbone, config)``: refuse, before anything runs, a backbone the method
+  cannot adapt (VPT refuses its shallow variant on CNNs, where it would duplicate ``vpt``);
 - ``frozen_backbone``: when True, ``train()`` keeps the backbone in eval mode so BatchNorm
   statistics and dropout of the frozen network never change;
 - ``extra_metrics()`` / ``reset_metrics()``: method-specific statistics stored with the run
@@ -140,6 +142,13 @@ class PetlModel(nn.Module):
         if self.frozen_backbone:
             self.backbone.eval()
         return self
+
+    @classmethod
+    def check_backbone(cls, backbone: nn.Module, config: MethodConfig) -> None:
+        """Raise ConfigError when this method with ``config`` cannot run on ``backbone``, or would
+        only build the same model as another registered method (a duplicate row, duplicate
+        compute). Called at planning on a ``meta``-device build (no memory, no weights) and
+        again when the model is built. Default: every backbone fits."""
 
     def extra_metrics(self) -> dict[str, float]:
         """Method-specific statistics accumulated since ``reset_metrics``."""

@@ -9,19 +9,29 @@ Three families, following the VPT paper and its reference code (KMnP/vpt):
   outputs are dropped before the final norm and head (average pooling therefore sees only patch
   tokens). The forward reuses the backbone's own ``patch_embed``, ``_pos_embed``, ``blocks``,
   ``norm`` and ``forward_head``. ViT-B/16 with 5 tokens: deep 46,080, shallow 3,840 parameters.
+  (VPT's ViT head reads the class token, as timm's ``global_pool='token'`` does.)
 - **Swin** (timm ``SwinTransformer``), as VPT did: the prompts are prepended to the token sequence
   and, in every block, shared by all windows: each window attends over ``[prompts; window
   tokens]`` (zero relative-position bias and no shift mask for prompts), and the prompt outputs
   are averaged over windows. Deep: a new set for every block, of the stage's width. Shallow: one
   set at the input that flows through the blocks' MLPs and is tiled 4x at patch merging before
-  the stage's own merging norm and reduction. Implemented by pointing each block's
-  ``attn.forward`` at a prompted version that falls back to timm's own forward when no prompt is
-  active, so the backbone keeps its modules, parameters and state-dict keys.
+  the stage's own merging norm and reduction. The head follows VPT's reference code
+  (``PromptedSwinTransformer.forward_features``: ``norm`` over prompts and patches, then one
+  average over all of them): the last block's prompt outputs go through the final norm and are
+  averaged *together with* the patch tokens before the classifier. (Until protocol version 2
+  lionbench pooled the patch tokens only; since Swin has no class token, what the prompts
+  contribute to the pooled feature is part of the method, so we follow the reference.)
+  Implemented by pointing each block's ``attn.forward`` at a prompted version that falls back
+  to timm's own forward when no prompt is active, so the backbone keeps its modules,
+  parameters and state-dict keys.
 - **CNNs** (everything else): VPT's ConvNet variant ``pad``: a learnable frame of
   ``prompt_length`` RGB pixels around the image (the input grows from S to S + 2p), initialised
   uniformly in [0, 1] and normalised with the backbone's mean/std like an image. The frame is
   learned for ``pad_size`` (0: the backbone's pretrained input size); other input sizes resample
-  it bilinearly. ``deep`` and ``dropout`` do not apply here.
+  it bilinearly. ``deep`` and ``dropout`` do not apply here, so ``vpt-shallow`` (``deep=false``)
+  is refused on CNNs before anything runs: it would build exactly ``vpt``'s model (a duplicate
+  row and duplicate compute). VPT's code has one other ConvNet location, ``below`` (extra input
+  channels and a retrained first convolution), which is not a shallow variant of the frame.
 
 Token prompts are initialised uniformly in Xavier's range +-sqrt(6 / (3 * patch_area + dim)), as
 VPT does, and go through prompt dropout (``dropout``), which lives outside the backbone: the
@@ -95,19 +105,39 @@ def _prompted_window_attention(attn: nn.Module, state: SimpleNamespace, x: torch
     return out[:, p:]
 
 
+def vpt_family(backbone: nn.Module) -> str:
+    """``vit``, ``swin`` or ``cnn``: which of VPT's three designs fits ``backbone``."""
+    if isinstance(backbone, VisionTransformer):
+        return "vit"
+    if isinstance(backbone, SwinTransformer):
+        return "swin"
+    if hasattr(backbone, "patch_embed"):
+        raise ConfigError(f"vpt supports timm VisionTransformer, SwinTransformer and CNNs, "
+                          f"not {type(backbone).__name__}")
+    return "cnn"
+
+
 class VptTuning(PetlModel):
     """Frozen backbone in eval mode; prompts (tokens or an input frame) and the head train."""
 
     config_class = VptConfig
 
+    @classmethod
+    def check_backbone(cls, backbone: nn.Module, config: MethodConfig) -> None:
+        if vpt_family(backbone) == "cnn" and not getattr(config, "deep", True):
+            raise ConfigError("deep=false (vpt-shallow) has no CNN variant of its own: VPT's "
+                              "ConvNet prompt is one learned pixel frame at the input, which "
+                              "vpt builds already; use vpt on CNNs")
+
     def __init__(self, backbone: nn.Module, config: VptConfig):
         super().__init__(backbone, config)
+        self.check_backbone(backbone, config)
         self.train_only_head()
         self.prompt_dropout = nn.Dropout(config.dropout)
         self.prompts = nn.ParameterList()
         p = config.prompt_length
-        if isinstance(backbone, VisionTransformer | SwinTransformer):
-            self.family = "vit" if isinstance(backbone, VisionTransformer) else "swin"
+        self.family = vpt_family(backbone)
+        if self.family in ("vit", "swin"):
             patch = backbone.patch_embed.patch_size
             dim = backbone.embed_dim
             bound = math.sqrt(6.0 / (3 * patch[0] * patch[1] + dim))
@@ -123,11 +153,7 @@ class VptTuning(PetlModel):
                                                              blk.attn, self._state)
             for width in widths:
                 self.prompts.append(_uniform((p, width), bound))
-        elif hasattr(backbone, "patch_embed"):
-            raise ConfigError(f"vpt supports timm VisionTransformer, SwinTransformer and CNNs, "
-                              f"not {type(backbone).__name__}")
         else:
-            self.family = "cnn"
             cfg = getattr(backbone, "pretrained_cfg", None) or {}
             size = config.pad_size or int(cfg.get("input_size", (3, 224, 224))[-1])
             self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406)))
@@ -170,11 +196,12 @@ class VptTuning(PetlModel):
         x = torch.cat([x[:, :start], x[:, start + p:]], dim=1)  # drop the prompt outputs
         return bb.norm(x)
 
-    def _swin_features(self, x: torch.Tensor) -> torch.Tensor:
+    def _swin_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(patch tokens (B, H, W, C), prompt outputs of the last block (B, p, C)), both through
+        the final norm, as VPT's reference normalises prompts and patches together."""
         bb, state = self.backbone, self._state
         x = bb.patch_embed(x)  # (B, H, W, C)
         prompt, k, fresh = None, 0, len(self.prompts)  # blocks 0..fresh-1 get new prompts
-        total = sum(len(stage.blocks) for stage in bb.layers)
         try:
             for stage in bb.layers:
                 x = stage.downsample(x)
@@ -187,26 +214,38 @@ class VptTuning(PetlModel):
                         prompt = prompt.unsqueeze(0).expand(x.shape[0], -1, -1)
                     state.prompt = block.norm1(prompt)
                     x = block(x)
-                    if fresh <= k + 1 < total:  # the next block reads these prompt outputs
+                    if k + 1 >= fresh:  # the next block (or the head, after the last) reads them
                         prompt = prompt + block.drop_path1(state.prompt_out)
                         prompt = prompt + block.drop_path2(block.mlp(block.norm2(prompt)))
                     k += 1
         finally:
             state.prompt = state.prompt_out = None
-        return bb.norm(x)
+        return bb.norm(x), bb.norm(prompt)
+
+    def _swin_pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """VPT's Swin head input: one average over the prompt outputs and the patch tokens
+        (timm's own head averages patches only), through the head's dropout."""
+        tokens, prompt = self._swin_features(x)
+        pooled = torch.cat([prompt, tokens.flatten(1, 2)], dim=1).mean(dim=1)
+        return self.backbone.head.drop(pooled)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The backbone's unpooled features with the prompts in place."""
+        """The backbone's unpooled features with the prompts in place (Swin: patch tokens;
+        its prompt outputs join them in :meth:`features`)."""
         if self.family == "vit":
             return self._vit_features(x)
         if self.family == "swin":
-            return self._swin_features(x)
+            return self._swin_features(x)[0]
         return self.backbone.forward_features(self.pad(x))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.family == "swin":
+            return self._swin_pooled(x)
         return self.backbone.forward_head(self.forward_features(x), pre_logits=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.family == "swin":
+            return self.backbone.head.fc(self._swin_pooled(x))
         return self.backbone.forward_head(self.forward_features(x))
 
 
@@ -215,4 +254,5 @@ register_method("vpt", VptTuning, paper_name="VPT",
                             "a learned pixel frame (CNNs)")
 register_method("vpt-shallow", VptTuning, defaults={"deep": False, "dropout": 0.0},
                 paper_name="VPT-shallow",
-                description="visual prompt tuning, one prompt set at the input (ViT, Swin)")
+                description="visual prompt tuning, one prompt set at the input (ViT, Swin; "
+                            "refused on CNNs, where it would be vpt)")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TINY_SET
+from conftest import TINY, TINY_SET
 from typer.testing import CliRunner
 
 from lionbench.cli import app
+from lionbench.config import PROTOCOL_VERSION
 from lionbench.store import Store
 
 runner = CliRunner()
@@ -47,10 +48,17 @@ def test_matrix_end_to_end_then_skip_and_table(db_url):
     assert 0 <= row.test_top1 <= 1 and row.test_top5 >= row.test_top1
     assert row.git_commit is None or len(row.git_commit) == 40
     assert "torch" in row.versions and row.device.startswith("cpu")
-    assert row.config["train"]["epochs"] == 1 and row.config["protocol_version"] == 1
+    import torch  # the settings that decide exact CPU numbers are stored with the run
+
+    assert row.runtime["torch_threads"] == torch.get_num_threads() == 1  # tests/conftest.py
+    assert row.runtime["deterministic_algorithms"] is False and row.runtime["cpu_capability"]
+    assert row.data_id.startswith("data:")  # the digits' digest, recorded at planning
+    assert row.config["train"]["epochs"] == 1 and row.config["protocol_version"] == PROTOCOL_VERSION
 
     plan = invoke(*BASE, "--db", db_url, "--dry-run")
     assert "0 to run, 2 already stored" in plan.output
+    assert "validation of digits: a seeded, stratified 0.1 hold-out of the train split" \
+        in plan.output  # where model selection reads from, said before anything runs
     second = invoke(*BASE, "--db", db_url, "--no-table")
     assert second.exit_code == 0
     assert len(Store(db_url).list_runs()) == 2  # nothing ran twice
@@ -90,33 +98,65 @@ def test_interrupted_matrix_resumes(db_url, monkeypatch):
     assert Store(db_url).count_by_status()["done"] == 2
 
 
-def test_failed_run_is_stored_and_matrix_goes_on(db_url, tmp_path):
-    bad = tmp_path / "bad"
+def corrupt_folder(root):
+    """A folder dataset whose images cannot be decoded (two per class: validation is not empty)."""
     for split in ("train", "test"):
         for cls in ("a", "b"):
-            (bad / split / cls).mkdir(parents=True)
-            (bad / split / cls / "x.jpg").write_bytes(b"not a jpeg")
-    result = invoke("run", "-m", "head-tuning", "-b", "test_resnet", "-d",
-                    f"digits,folder:{bad}", "--weights", "none", *TINY_SET, "--db", db_url)
-    assert result.exit_code == 0, result.output
+            (root / split / cls).mkdir(parents=True)
+            for i in range(2):
+                (root / split / cls / f"x{i}.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def test_failed_run_is_stored_and_matrix_goes_on_then_exit_1(db_url, tmp_path):
+    bad = corrupt_folder(tmp_path / "bad")
+    args = ("run", "-m", "head-tuning", "-b", "test_resnet", "-d", f"digits,folder:{bad}",
+            "--weights", "none", *TINY_SET, "--db", db_url)
+    result = invoke(*args)
+    assert result.exit_code == 1, result.output  # a failed run: the invocation did not complete
+    assert "1 of 2 runs failed; see lionbench status" in result.output
     df = Store(db_url).list_runs()
     statuses = dict(zip(df.dataset, df.status, strict=True))
-    assert statuses == {"digits": "done", f"folder:{bad}": "failed"}
+    assert statuses == {"digits": "done", f"folder:{bad}": "failed"}  # the matrix went on
     reason = df[df.status == "failed"].failure_reason.iloc[0]
-    assert "cannot read image" in reason and "x.jpg" in reason
+    assert "cannot read image" in reason and "bad/train/a/x" in reason
     status = invoke("status", "--db", db_url)
     assert "failed" in status.output and "cannot read image" in status.output
+    again = invoke(*args, "--no-table")  # nothing left to run, but a run of it is failed
+    assert again.exit_code == 1
+    assert "1 of 2 runs failed (1 stored as failed earlier; --retry-failed reruns it)" \
+        in again.output
     retry = invoke("run", "-m", "head-tuning", "-b", "test_resnet", "-d", f"folder:{bad}",
                    "--weights", "none", *TINY_SET, "--db", db_url, "--retry-failed", "--dry-run")
     assert "1 to run" in retry.output
+    done_only = invoke("run", "-m", "head-tuning", "-b", "test_resnet", "-d", "digits",
+                       "--weights", "none", *TINY_SET, "--db", db_url, "--no-table")
+    assert done_only.exit_code == 0, done_only.output  # all skipped, all done: 0
+
+
+def test_run_left_pending_is_not_done_exit_1(db_url):
+    """A run another live driver holds is neither done nor failed here: exit 1, named."""
+    from lionbench.runner import build_plan
+
+    plan = build_plan(None, "head-tuning", "test_resnet", "digits", "0,1",
+                      [f"{k}={v}" for k, v in TINY.items()], "none", db_url)
+    plan.store.add_pending(plan.configs)
+    held = plan.store.claim_next("otherhost:1", [plan.hashes[1]])  # beating, on another host
+    assert held is not None
+    result = invoke(*BASE[:2], "head-tuning", *BASE[3:], "--seeds", "0,1", "--db", db_url,
+                    "--no-table")
+    assert result.exit_code == 1, result.output
+    assert "1 of 2 runs not finished (pending, or running in another process)" in result.output
+    assert Store(db_url).count_by_status() == {"pending": 0, "running": 1, "done": 1,
+                                               "failed": 0}
 
 
 def test_nan_loss_is_stored_as_failed(db_url):
     result = invoke("run", "-m", "fine-tuning", "-b", "test_resnet", "-d", "digits",
                     "--weights", "none", *TINY_SET, "--set", "lr=1e30", "--db", db_url)
-    assert result.exit_code == 0
     df = Store(db_url).list_runs()
     assert df.status[0] in ("failed", "done")
+    assert result.exit_code == (1 if df.status[0] == "failed" else 0)
     if df.status[0] == "failed":
         assert "loss is" in df.failure_reason[0]
 
@@ -198,3 +238,21 @@ def test_yaml_matrix_with_blocks(tmp_path, db_url):
                  "runs:\n  - {}\n  - {seeds: [1], set: {lr: 0.01}}\n")
     result = invoke("run", str(f), "--db", db_url, "--dry-run")
     assert result.exit_code == 0 and "2 to run" in result.output
+
+
+def test_threads_option_pins_and_records_torch_threads(db_url):
+    """CPU numbers depend on torch's thread count: --threads pins it, the run stores it."""
+    import torch
+
+    try:
+        result = invoke("run", "-m", "head-tuning", "-b", "test_resnet", "-d", "digits",
+                        "--weights", "none", *TINY_SET, "--threads", "2", "--db", db_url,
+                        "--no-table")
+        assert result.exit_code == 0, result.output
+        row = Store(db_url).list_runs().iloc[0]
+        assert row.runtime["torch_threads"] == 2 and row.device.endswith("x2 threads")
+    finally:
+        torch.set_num_threads(1)  # tests/conftest.py's setting for the rest of the suite
+    bad = invoke("run", "-m", "head-tuning", "-b", "test_resnet", "-d", "digits", "--threads",
+                 "0", "--db", db_url)
+    assert bad.exit_code == 1 and "invalid --threads 0" in bad.output

@@ -362,3 +362,81 @@ def test_prepare_refuses_or_explains(tmp_path, monkeypatch):
     folder_tree(tmp_path / "flowers5", classes=5, train=1, test=1)
     assert prepare_dataset("flowers5", tmp_path) == tmp_path / "flowers5"
     assert prepare_dataset("digits", tmp_path) is None
+
+
+# --- selection guards: what model selection reads is checked before anything trains ----------
+
+@pytest.mark.parametrize("name", ["val", "validation"])
+def test_folder_reads_val_or_validation_and_says_which(tmp_path, name):
+    root = folder_tree(tmp_path / "tree", classes=2, train=5)
+    for c in range(2):
+        for i in range(3):
+            image(root / name / f"c{c}" / f"v{i}.png", 200 + i)
+    spec = get_dataset(f"folder:{root}")
+    train, val = spec.load_train_val(None, seed=0, val_fraction=0.2)
+    assert len(train) == 10 and len(val) == 6  # all of train trains; val is the folder
+    assert all(f"/{name}/" in p for p in val.paths)
+    assert f"{name}/" in spec.description and f"{name}/" in spec.validation_source(0.2)
+    lt = get_dataset(f"folder:{root}-lt-ir2")  # derived sets keep the folder's own split
+    assert lt.load_train_val(None, 0, 0.2)[1].paths == val.paths
+
+
+def test_folder_without_a_validation_folder_holds_out_and_says_so(tmp_path):
+    spec = get_dataset(f"folder:{folder_tree(tmp_path / 'tree')}")
+    assert "hold-out" in spec.description and "hold-out" in spec.validation_source(0.1)
+    (tmp_path / "tree" / "val").mkdir()
+    (tmp_path / "tree" / "validation").mkdir()
+    with pytest.raises(DatasetError, match="both val/ and validation/"):
+        get_dataset(f"folder:{tmp_path / 'tree'}")
+
+
+def test_dot_folders_and_dot_files_are_ignored(tmp_path):
+    root = folder_tree(tmp_path / "tree", classes=2, train=3)
+    for split in ("train", "test"):
+        image(root / split / ".ipynb_checkpoints" / "x.png")  # a notebook's checkpoint folder
+        image(root / split / "c0" / "._0.png")  # macOS AppleDouble file with an image suffix
+    spec = get_dataset(f"folder:{root}")
+    assert spec.num_classes == 2
+    train = spec.load(None, "train")
+    assert train.classes == ["c0", "c1"] and len(train) == 6
+    assert not any("/." in p for p in train.paths)
+
+
+def test_empty_class_folder_is_one_line_naming_it(tmp_path):
+    root = folder_tree(tmp_path / "tree", classes=2, train=3)
+    (root / "train" / "empty").mkdir()
+    (root / "test" / "empty").mkdir()
+    with pytest.raises(DatasetError, match=f"class folder '{root / 'train' / 'empty'}' holds no "
+                                           "images"):
+        get_dataset(f"folder:{root}")  # at planning, before anything runs
+    image(root / "train" / "empty" / "0.png")  # train fixed, test still empty
+    with pytest.raises(DatasetError, match=f"'{root / 'test' / 'empty'}' holds no images"):
+        get_dataset(f"folder:{root}").load(None, "test")
+
+
+def test_fewer_than_two_classes_is_one_line_naming_the_folder(tmp_path):
+    root = folder_tree(tmp_path / "tree", classes=1, train=3)
+    with pytest.raises(DatasetError, match=f"'{root / 'train'}' holds one class folder \\(c0\\)"):
+        get_dataset(f"folder:{root}")
+
+
+def test_empty_validation_is_an_error_before_training(tmp_path, monkeypatch):
+    """One image per class leaves the hold-out empty: refused before any model is built."""
+    from lionbench.train import loop
+    from lionbench.train.configs import create_run_config
+
+    root = folder_tree(tmp_path / "tree", classes=2, train=1)
+    config = create_run_config("head-tuning", "test_resnet", f"folder:{root}", weights="none",
+                               overrides={"epochs": 1, "image_size": 16})
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(loop, "create_backbone", no_model)
+    with pytest.raises(DatasetError, match=r"validation set \(a seeded, stratified 0.1 hold-out "
+                                           r"of the train split\) is empty"):
+        loop.train_run(config)
+    kshot = create_run_config("head-tuning", "test_resnet", f"folder:{root}-1shot",
+                              weights="none", overrides={"epochs": 1, "image_size": 16})
+    with pytest.raises(DatasetError, match="validation set .* is empty"):
+        loop.train_run(kshot)  # K-shot with exactly K images per class: nothing to validate on

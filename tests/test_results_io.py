@@ -75,9 +75,15 @@ def db_at(tmp_path: Path, name: str) -> tuple[Store, str]:
     return Store(str(path)), str(path)
 
 
-def decoded(store: Store) -> list[dict]:
-    return [{k: (json.loads(v) if k in ("config", "extra", "versions") and v else v)
-             for k, v in row.items()} for row in read_rows(store)]
+IMPORT_STAMPED = ("origin", "imported_result")  # set by the import itself, never copied
+
+
+def decoded(store: Store, stamped: bool = False) -> list[dict]:
+    """Rows with JSON columns decoded; without what an import stamps unless ``stamped``."""
+    return [{k: (json.loads(v) if k in ("config", "extra", "versions", "runtime", "origin")
+                 and v else v)
+             for k, v in row.items() if stamped or k not in IMPORT_STAMPED}
+            for row in read_rows(store)]
 
 
 # --- export / import ---------------------------------------------------------------------------
@@ -93,6 +99,10 @@ def test_export_import_round_trip(tmp_path: Path, configs: list[RunConfig], fmt:
     report = import_runs(target, out)
     assert (report.records, report.added, report.skipped_present) == (10, 10, 0)
     assert decoded(target) == decoded(source)  # every column, provenance included
+    for row in decoded(target, stamped=True):  # ... and where each run came from
+        assert row["origin"]["source"] == str(out) and row["origin"]["status"] == row["status"]
+        assert row["imported_result"] is (row["status"] != "pending")
+        assert ("exported_by" in row["origin"]) is (fmt == "json")  # CSV has no header to say
     again = import_runs(target, out)
     assert (again.added, again.skipped_present, again.replaced_unfinished) == (0, 10, 0)
     if fmt == "json":

@@ -334,7 +334,8 @@ def test_migration_from_a_version_1_database(any_db):
     with engine.begin() as conn:  # a database as lionbench 0.1 (schema 1) left it
         metadata.create_all(conn)
         conn.execute(text("DROP INDEX ix_runs_cell_hash"))
-        for col in ("requeue_reason", "requeued_at", "cell_hash"):
+        for col in ("requeue_reason", "requeued_at", "cell_hash", "runtime", "data_id", "origin",
+                    "imported_result"):
             conn.execute(text(f"ALTER TABLE runs DROP COLUMN {col}"))
         conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', '1')"))
         conn.execute(text(
@@ -344,11 +345,15 @@ def test_migration_from_a_version_1_database(any_db):
             dict(h=old.run_hash, m=old.method, b=old.backbone, d=old.dataset, s=old.seed,
                  c=canonical_json(old.to_dict())))
     engine.dispose()
-    Store(any_db).add_pending(fake_configs(1))  # would fail without the new columns ...
+    Store(any_db).add_pending(fake_configs(1), data_ids={"digits": "data:1234"})  # new columns
     store = Store(any_db)
-    assert store.execute("select value from meta")[0][0] == str(SCHEMA_VERSION) == "3"
+    assert store.execute("select value from meta")[0][0] == str(SCHEMA_VERSION) == "4"
     cells = dict(store.execute("select run_hash, cell_hash from runs"))
     assert cells[old.run_hash] == old.cell_hash  # v3 filled in the runs it found
+    v4 = {r[0]: r[1:] for r in store.execute(
+        "select run_hash, data_id, origin, imported_result, runtime from runs")}
+    assert v4[old.run_hash] == (None, None, None, None)  # v4: made here, digest unknown
+    assert v4[fake_configs(1)[0].run_hash][0] == "data:1234"
     row = store.claim_next("w:1")
     assert store.requeue(row["id"], row["attempts"], "lost") == "pending"
     assert store.get_run(row["id"])["requeue_reason"] == "lost"

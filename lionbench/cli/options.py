@@ -41,6 +41,10 @@ BackbonesOption = Annotated[str | None, typer.Option(
     "CIFAR-10-pretrained backbone).")]
 DatasetsOption = Annotated[str | None, typer.Option(
     "--datasets", "-d", help="Comma-separated (default: digits, shipped with scikit-learn).")]
+ThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", rich_help_panel="Execution",
+    help="CPU: torch threads per run (default: torch's, the physical cores). CPU numbers depend "
+    "on it; the count is stored with each run.")]
 CleanOnlyOption = Annotated[bool, typer.Option("--clean-only", help="Exclude runs from a dirty "
                                                "git tree or an older protocol version.")]
 

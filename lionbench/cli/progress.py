@@ -19,14 +19,22 @@ def print_plan(console: Console, plan: Plan, force: bool, retry_failed: bool) ->
         t.add_row(r["run_hash"], r["method"], r["backbone"], r["dataset"], str(r["seed"]),
                   r["weights"], r["stored"], r["action"])
     console.print(t)
+    print_validation(console, plan)
     n_run = sum(r["action"] == "run" for r in rows)
     console.print(f"{n_run} to run, {len(rows) - n_run} already stored (dry run: nothing ran)")
+
+
+def print_validation(console: Console, plan: Plan) -> None:
+    """Where model selection reads validation from, per dataset of the plan."""
+    for dataset, source in plan.validation_sources().items():
+        console.print(f"validation of {dataset}: {source}", highlight=False, markup=False)
 
 
 def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary:
     """Run the plan with one bar for the matrix and one for the epochs of the current run."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
+    print_validation(console, plan)
     with Progress(*columns, console=console, transient=False) as progress:
         matrix_task = progress.add_task("runs", total=None)
         epoch_task = progress.add_task("", total=None, visible=False)

@@ -34,19 +34,23 @@ def table(
     compare: str | None = typer.Option(None, "--compare", help="'paper': show the paper's "
                                        "value beside ours."),
     clean_only: CleanOnlyOption = False,
+    mark_imported: bool = typer.Option(True, "--mark-imported/--no-mark-imported",
+                                       help="Mark results imported from elsewhere with ‡ "
+                                       "(their metrics cannot be re-derived here)."),
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Render the (empty) layout "
                                      "even when no run is done; by default say so on stderr "
                                      "and print nothing."),
 ) -> None:
     """Render stored results in the paper's layout (mean ± std over seeds, best marked)."""
     print_table(Store(db), fmt=fmt, output=output, preset=preset, compare=compare,
-                clean_only=clean_only, allow_empty=allow_empty)
+                clean_only=clean_only, mark_imported=mark_imported, allow_empty=allow_empty)
 
 
 def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
                 output: Path | None = None, preset: str | None = None,
                 compare: str | None = None, clean_only: bool = False,
-                method_order: tuple[str, ...] | None = None, allow_empty: bool = True) -> None:
+                method_order: tuple[str, ...] | None = None, mark_imported: bool = True,
+                allow_empty: bool = True) -> None:
     """Render the store's table to stdout or ``output`` (what ``table`` and ``run`` print).
     Without done runs and ``allow_empty``: one line on stderr, nothing on stdout, exit 0."""
     from lionbench.report import render_stored_table  # not for status or export
@@ -54,7 +58,8 @@ def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "ri
 
     rendered = render_stored_table(store, hashes=hashes, fmt=fmt, preset=preset,
                                    compare=compare, clean_only=clean_only,
-                                   method_order=method_order, allow_empty=allow_empty)
+                                   method_order=method_order, mark_imported=mark_imported,
+                                   allow_empty=allow_empty)
     if rendered is None:
         err_console.print(f"no done runs in {store.safe_url}; run `lionbench run` first "
                           "(--allow-empty renders the empty layout)", highlight=False,

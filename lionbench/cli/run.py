@@ -23,6 +23,7 @@ from .options import (
     MethodsOption,
     SeedsOption,
     SetOption,
+    ThreadsOption,
     console,
     err_console,
     handle_errors,
@@ -91,6 +92,7 @@ def run(
     max_attempts: int = typer.Option(3, "--max-attempts", rich_help_panel="Execution",
                                      help="Claims a run may lose to dying workers before it "
                                      "is marked failed."),
+    threads: ThreadsOption = None,
 ) -> None:
     """Run a matrix of methods x backbones x datasets x seeds; skip what is stored."""
     from lionbench.executors import make_options
@@ -100,7 +102,8 @@ def run(
         executor=executor, workers=workers, gpus=gpus, fresh_process=fresh_process,
         address=address, gpus_per_run=gpus_per_run, partition=partition, time=time_limit,
         cpus_per_run=cpus_per_run, mem_gb=mem_gb, slurm_extra=slurm_extra,
-        checkpoints=checkpoints, checkpoint_dir=checkpoint_dir, max_attempts=max_attempts)
+        checkpoints=checkpoints, checkpoint_dir=checkpoint_dir, max_attempts=max_attempts,
+        threads=threads)
     plan = build_plan(config, methods, backbones, datasets, seeds, set_, weights, db)
     execute_plan(plan, dry_run=dry_run, force=force, retry_failed=retry_failed,
                  data_root=data_root, device=device, show_table=show_table, executor=executor,
@@ -125,15 +128,18 @@ def ablate(
     dry_run: DryRunOption = False,
     force: ForceOption = False,
     device: DeviceOption = "auto",
+    threads: ThreadsOption = None,
 ) -> None:
     """Run LION's ablations (Table 4) or its sensitivity sweeps (Figure 3)."""
+    from lionbench.executors import make_options
     from lionbench.runner.ablation import build_ablation_plan
 
     plan = build_ablation_plan(backbones, datasets, variant=variant, taus=tau,
                                deq_layers=deq_layers, seeds=seeds, set_items=set_,
                                weights=weights, db=db)
+    executor, exec_options = make_options(threads=threads)
     execute_plan(plan, dry_run=dry_run, force=force, retry_failed=False, data_root=data_root,
-                 device=device, show_table=True)
+                 device=device, show_table=True, executor=executor, exec_options=exec_options)
 
 
 def execute_plan(plan: Plan, *, dry_run: bool, force: bool, retry_failed: bool,
@@ -151,7 +157,8 @@ def execute_plan(plan: Plan, *, dry_run: bool, force: bool, retry_failed: bool,
     if dry_run:
         print_plan(console, plan, force, retry_failed)
     try:  # before any progress bar: offline without weights fails in seconds, nothing stored
-        check_weights_available(plan.to_run(force, retry_failed))
+        if exec_options is None or exec_options.run_fn is None:
+            check_weights_available(plan.to_run(force, retry_failed))
     except WeightsError as exc:
         if not dry_run:
             raise
@@ -164,9 +171,9 @@ def execute_plan(plan: Plan, *, dry_run: bool, force: bool, retry_failed: bool,
                                 options=exec_options)
     if show_table and summary.done + summary.skipped:
         print_table(plan.store, hashes=plan.hashes, method_order=plan.method_order)
-    if summary.failed:
-        err_console.print(f"{summary.failed} run(s) failed; see `lionbench status`",
-                          highlight=False)
+    if summary.exit_code:  # the exit rule: lionbench.runner.run.RunSummary.exit_code
+        err_console.print(summary.problem_line(), highlight=False, markup=False)
+        raise typer.Exit(summary.exit_code)
 
 
 def register(app: typer.Typer) -> None:

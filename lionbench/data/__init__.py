@@ -8,8 +8,9 @@ that looks like a suffix (``folder:data/pets-8shot``); otherwise suffixes are pe
 
 data owns datasets: specs and the registry (base.py, here), the built-in and folder sets
 (builtin.py), the paper's suite (suite.py), derived long-tailed and K-shot sets (derive.py),
-splits (split.py), decoding and transforms (pipeline.py) and the catalog behind
-``lionbench datasets`` (catalog.py). May import only the core modules.
+splits (split.py), decoding and transforms (pipeline.py), the catalog behind
+``lionbench datasets`` (catalog.py) and a dataset's digest (digest.py). May import only the
+core modules.
 """
 
 from __future__ import annotations

@@ -66,6 +66,8 @@ class DatasetSpec:
     group: str = "paper"
     # Seed-dependent choice of a run's train and val sets (K-shot); None: the default below
     train_val: TrainValSplit | None = None
+    has_val_split: bool = False  # a validation split of its own (also: "val" in splits)
+    val_source: str = ""  # how that split is named in messages, e.g. "validation/ folder"
 
     def load(self, root: Path | None, split: str) -> ImageSet:
         data = self.loader(root, split)
@@ -89,10 +91,23 @@ class DatasetSpec:
         train = self.load(root, "train")
         if self.train_val is not None:
             return self.train_val(train, seed, val_fraction)
-        if "val" in self.splits:
+        if self.own_val:
             return train, self.load(root, "val")
         keep, held = stratified_split(train.labels, val_fraction, seed)
         return train.subset(keep), train.subset(held)
+
+    @property
+    def own_val(self) -> bool:
+        """Whether validation is a split of the dataset's own (not held out of train)."""
+        return self.train_val is None and (self.has_val_split or "val" in self.splits)
+
+    def validation_source(self, val_fraction: float) -> str:
+        """Where a run's validation images come from, in words (stored with every run)."""
+        if self.train_val is not None:
+            return "chosen per seed from the training images the run does not train on"
+        if self.own_val:
+            return f"the dataset's own {self.val_source or 'val split'}"
+        return f"a seeded, stratified {val_fraction:g} hold-out of the train split"
 
     def is_present(self, root: Path | None) -> bool:
         if self.locate is None:

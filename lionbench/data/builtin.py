@@ -61,32 +61,78 @@ def _cifar_loader(num_classes: int):
     return load, locate
 
 
+VAL_FOLDERS = ("val", "validation")  # a folder dataset's own validation split, either name
+
+
 def folder_spec(path: str) -> DatasetSpec:
-    """``folder:PATH``: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*``, optional ``val/``."""
+    """``folder:PATH``: ``PATH/train/<class>/*`` and ``PATH/test/<class>/*``, and optionally a
+    validation split in ``PATH/val/`` or ``PATH/validation/`` (model selection reads it instead
+    of holding images out of train/; the run records which, in its ``extra["validation"]``).
+
+    Checked here, before anything runs: at least two class folders in train/, none of them
+    empty; dot-folders (``.ipynb_checkpoints``, ``.git``) and dot-files are never classes or
+    images; both ``val/`` and ``validation/`` at once is ambiguous and refused.
+    """
     root = Path(path).expanduser()
-    layout = f"{root}/train/<class>/<image> and {root}/test/<class>/<image> (optional val/)"
+    layout = (f"{root}/train/<class>/<image> and {root}/test/<class>/<image> (optional "
+              "val/ or validation/)")
     classes = list_classes(root / "train", layout)
+    for name in classes:
+        require_images(root / "train" / name, layout)
+    val_dirs = [d for d in VAL_FOLDERS if (root / d).is_dir()]
+    if len(val_dirs) > 1:
+        raise DatasetError(f"'{root}' has both val/ and validation/; keep one validation "
+                           f"folder; expected layout: {layout}")
+    val_dir = val_dirs[0] if val_dirs else None
 
     def load(_root: Path | None, split: str) -> ImageSet:
-        return read_image_folder(root / split, layout, classes)
+        folder = val_dir if split == "val" and val_dir else split
+        return read_image_folder(root / folder, layout, classes)
 
+    validation = (f"its own {val_dir}/ folder" if val_dir
+                  else "a seeded hold-out of train/ (no val/ or validation/ folder)")
     return DatasetSpec(name=f"folder:{path}", num_classes=len(classes), loader=load, layout=layout,
-                       description=f"image folders under {root}", source="your own images",
+                       description=f"image folders under {root}; validation: {validation}",
+                       source="your own images",
                        locate=lambda _r: root if (root / "train").is_dir() else None,
-                       group="user")
+                       group="user", has_val_split=val_dir is not None,
+                       val_source=f"{val_dir}/ folder" if val_dir else "")
+
+
+def visible(entry: Path) -> bool:
+    """Not a dot-entry: ``.ipynb_checkpoints``, ``.DS_Store``, AppleDouble ``._x.jpg``."""
+    return not entry.name.startswith(".")
 
 
 def list_classes(split_dir: Path, layout: str) -> list[str]:
+    """The class folders of ``split_dir`` (dot-folders ignored); at least two of them."""
     if not split_dir.is_dir():
         raise DatasetError(f"no folder '{split_dir}'; expected layout: {layout}")
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and visible(p))
     if not classes:
         raise DatasetError(f"'{split_dir}' holds no class folders; expected layout: {layout}")
+    if len(classes) < 2:
+        raise DatasetError(f"'{split_dir}' holds one class folder ({classes[0]}); classification "
+                           f"needs at least two; expected layout: {layout}")
     return classes
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The images of one class folder, sorted; dot-files are not images."""
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix.lower() in IMAGE_SUFFIXES and visible(p) and p.is_file())
+
+
+def require_images(folder: Path, layout: str) -> None:
+    """An empty class folder would be a class without examples: refuse it, naming the folder."""
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES and visible(p) for p in folder.iterdir()):
+        raise DatasetError(f"class folder '{folder}' holds no images; remove it or add images; "
+                           f"expected layout: {layout}")
+
+
 def read_image_folder(split_dir: Path, layout: str, classes: list[str] | None = None) -> ImageSet:
-    """Paths and labels of ``split_dir/<class>/<image>``; classes must match the train split."""
+    """Paths and labels of ``split_dir/<class>/<image>``; classes must match the train split,
+    and every class folder must hold at least one image."""
     found = list_classes(split_dir, layout)
     classes = classes or found
     if found != classes:
@@ -95,12 +141,12 @@ def read_image_folder(split_dir: Path, layout: str, classes: list[str] | None = 
                            f"{', '.join(extra[:5])}; expected layout: {layout}")
     paths, labels = [], []
     for label, name in enumerate(classes):
-        files = sorted(p for p in (split_dir / name).iterdir()
-                       if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(split_dir / name)
+        if not files:
+            raise DatasetError(f"class folder '{split_dir / name}' holds no images; remove it or "
+                               f"add images; expected layout: {layout}")
         paths += [str(p) for p in files]
         labels += [label] * len(files)
-    if not paths:
-        raise DatasetError(f"no images under '{split_dir}'; expected layout: {layout}")
     return ImageSet(labels=torch.tensor(labels, dtype=torch.int64), classes=classes, paths=paths)
 
 

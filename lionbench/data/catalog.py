@@ -37,7 +37,8 @@ def describe_datasets(root: Path | None = None) -> list[dict[str, Any]]:
                  "description": "your own tree; any suffix below applies (-lt-irR, -Kshot)",
                  "where": "PATH", "present": None, "downloadable": False,
                  "source": "your own images",
-                 "layout": "PATH/train/<class>/<image> and PATH/test/<class>/<image>"})
+                 "layout": "PATH/train/<class>/<image> and PATH/test/<class>/<image> "
+                           "(optional val/ or validation/: model selection reads it)"})
     return rows
 
 

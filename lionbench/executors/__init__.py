@@ -67,6 +67,7 @@ class ExecOptions:
     address: str | None = None  # ray: cluster address (None: $RAY_ADDRESS or a local cluster)
     fresh_process: bool | None = None  # local: a new process per run; None = only on GPUs
     device: str = "auto"
+    threads: int | None = None  # CPU: torch intra-op threads per run (None: torch's default)
     data_root: Path | None = None
     checkpoints: bool = True  # save each run's state at every epoch's end, resume from it
     checkpoint_dir: Path | None = None  # None: next to a SQLite file, else results/checkpoints
@@ -80,7 +81,7 @@ class ExecOptions:
 
     def work_payload(self) -> dict[str, Any]:
         """What a worker elsewhere needs to train a run, as plain picklable data."""
-        return {"device": self.device, "run_fn": self.run_fn,
+        return {"device": self.device, "run_fn": self.run_fn, "threads": self.threads,
                 "data_root": str(self.data_root) if self.data_root else None,
                 "checkpoint_dir": str(self.checkpoint_dir) if self.checkpoint_dir else None}
 
@@ -140,7 +141,8 @@ def make_options(*, executor: str | None = None, workers: int | None = None,
                  cpus_per_run: int | None = None, mem_gb: float | None = None,
                  slurm_extra: list[str] | None = None, checkpoints: bool = True,
                  checkpoint_dir: Path | None = None, max_attempts: int = 3,
-                 log_dir: Path | None = None) -> tuple[str, ExecOptions]:
+                 log_dir: Path | None = None, threads: int | None = None
+                 ) -> tuple[str, ExecOptions]:
     """The CLI's execution flags -> (executor name, options), checked before anything runs.
 
     No ``--executor``: ``local`` when ``--workers`` or ``--gpus`` is given, else ``inline``.
@@ -167,6 +169,8 @@ def make_options(*, executor: str | None = None, workers: int | None = None,
         raise ExecutorError(f"{', '.join(given)}: Slurm options; add --executor slurm")
     if max_attempts < 1:
         raise ExecutorError(f"invalid --max-attempts {max_attempts}; must be >= 1")
+    if threads is not None and threads < 1:
+        raise ExecutorError(f"invalid --threads {threads}; must be >= 1")
     slurm = SlurmOptions(partition=partition, mem_gb=mem_gb)
     for item in slurm_extra or []:
         key, sep, value = item.partition("=")
@@ -183,7 +187,8 @@ def make_options(*, executor: str | None = None, workers: int | None = None,
     return name, ExecOptions(workers=workers, gpus=gpu_list, gpus_per_run=gpus_per_run,
                              address=address, fresh_process=fresh_process,
                              checkpoints=checkpoints, checkpoint_dir=checkpoint_dir,
-                             max_attempts=max_attempts, log_dir=log_dir, slurm=slurm)
+                             max_attempts=max_attempts, log_dir=log_dir, slurm=slurm,
+                             threads=threads)
 
 
 __all__ = ["ExecOptions", "SlurmOptions", "ExecutorError", "get_executor", "parse_gpus",

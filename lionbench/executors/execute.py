@@ -52,26 +52,52 @@ def config_of(row: dict[str, Any]) -> dict[str, Any]:
     return row["config"] if isinstance(row["config"], dict) else json.loads(row["config"])
 
 
+def expectations(row: dict[str, Any]) -> dict[str, Any]:
+    """What the stored row says the worker must find here before training (plain data, shipped
+    with the config to Ray and Slurm): the data digest and, for an imported run, its source."""
+    origin = row.get("origin")
+    if isinstance(origin, str):
+        origin = json.loads(origin)
+    return {"data_id": row.get("data_id"),
+            "imported_from": (origin or {}).get("source") if isinstance(origin, dict) else None}
+
+
 def compute(config: dict[str, Any], *, device: str = "auto", data_root: str | None = None,
             checkpoint_dir: str | None = None, run_fn: str | None = None,
             progress: Callable[[str, int, int], None] | None = None,
-            reraise: tuple[type[BaseException], ...] = ()) -> dict[str, Any]:
+            reraise: tuple[type[BaseException], ...] = (),
+            expect: dict[str, Any] | None = None, threads: int | None = None) -> dict[str, Any]:
     """Train one run here; ``{"status": "done", metrics, extra, provenance}`` or
     ``{"status": "failed", reason, provenance}``. KeyboardInterrupt, ClaimLost and ``reraise``
-    (the executor's own signals, e.g. submitit's preemption) propagate: they are no failure."""
+    (the executor's own signals, e.g. submitit's preemption) propagate: they are no failure.
+
+    The real training function first checks that the weights and data here are the run's
+    (lionbench.train.verify; ``expect`` from :func:`expectations`): a mismatch is the run's
+    failure, stored with its one-line reason, and nothing trains. The data digest found here is
+    stored with the run. A custom ``run_fn`` (tests) skips the check. ``threads`` sets torch's
+    intra-op threads first: CPU numbers depend on it (README, "Reproducibility"), and the
+    count is stored with the run's runtime either way.
+    """
     cfg = run_config_from_dict(config)
     fn = load_run_fn(run_fn)
     ckpt = Path(checkpoint_dir) / f"{cfg.run_hash}.pt" if checkpoint_dir else None
+    root = Path(data_root) if data_root else None
     if run_fn is None:
         from lionbench.train import device_name, select_device  # torch: only where it trains
+        from lionbench.train.device import runtime_settings, set_threads
 
+        set_threads(threads)
         dev: Any = select_device(device)
-        provenance = run_provenance(device_name(dev))
+        provenance = {**run_provenance(device_name(dev)),
+                      "runtime": json.dumps(runtime_settings(), sort_keys=True)}
     else:
         dev, provenance = device, {"host": socket.gethostname(), "device": device}
     try:
-        result = fn(cfg, Path(data_root) if data_root else None, dev, progress=progress,
-                    checkpoint_path=ckpt)
+        if run_fn is None:
+            from lionbench.train.verify import check_run_inputs  # torch, like training
+
+            provenance["data_id"] = check_run_inputs(cfg, root, **(expect or {}))
+        result = fn(cfg, root, dev, progress=progress, checkpoint_path=ckpt)
     except (ClaimLost, *reraise):
         raise
     except Exception as exc:  # stored as the run's failure; the matrix goes on
@@ -135,7 +161,7 @@ def execute_claimed(store: Store, row: dict[str, Any], payload: dict[str, Any], 
     thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{run_id}")
     thread.start()
     try:
-        outcome = compute(config_of(row), progress=progress, **payload)
+        outcome = compute(config_of(row), progress=progress, expect=expectations(row), **payload)
     except KeyboardInterrupt:
         store.requeue(run_id, attempt, "interrupted (Ctrl-C or SIGTERM); resumes from its "
                       "last epoch checkpoint", count_attempt=False)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from lionbench.executors import EventFn, ExecOptions, ExecutorError
-from lionbench.executors.execute import compute
+from lionbench.executors.execute import compute, expectations
 from lionbench.executors.remote import RemoteDriver
 from lionbench.store import Store
 
@@ -56,7 +56,8 @@ class RayDriver(RemoteDriver):
 
     def submit(self, rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
         payload = self.payload()
-        return {self.task.remote(self.config(row), payload): row for row in rows}
+        return {self.task.remote(self.config(row), {**payload, "expect": expectations(row)}): row
+                for row in rows}
 
     def collect(self, timeout: float) -> list[tuple[Any, dict[str, Any] | BaseException]]:
         refs = list(self.inflight)

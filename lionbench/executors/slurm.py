@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from lionbench.executors import EventFn, ExecOptions, ExecutorError
-from lionbench.executors.execute import compute
+from lionbench.executors.execute import compute, expectations
 from lionbench.executors.remote import RemoteDriver
 from lionbench.store import Store
 
@@ -64,7 +64,7 @@ class SlurmDriver(RemoteDriver):
     def submit(self, rows: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
         payload = self.payload()
         jobs = self.executor.map_array(self.task, [self.config(r) for r in rows],
-                                       [payload] * len(rows))
+                                       [{**payload, "expect": expectations(r)} for r in rows])
         return dict(zip(jobs, rows, strict=True))
 
     def collect(self, timeout: float) -> list[tuple[Any, dict[str, Any] | BaseException]]:

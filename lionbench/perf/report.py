@@ -20,7 +20,8 @@ import torch
 
 @dataclass
 class BenchRow:
-    """One configuration on one backbone (see :mod:`lionbench.perf.bench` and :mod:`lionbench.perf.memory`)."""
+    """One configuration on one backbone (see :mod:`lionbench.perf.bench` and
+    :mod:`lionbench.perf.memory`)."""
 
     label: str
     method: str

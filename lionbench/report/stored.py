@@ -15,7 +15,7 @@ from .tables import build_table
 # what a table reads of each run (not its history, extra metrics or package versions)
 TABLE_COLUMNS = ("run_hash", "cell_hash", "status", "method", "backbone", "weights",
                  "weights_id", "dataset", "seed", "config", "protocol_version", "git_dirty",
-                 "params_trainable", "test_top1")
+                 "imported_result", "params_trainable", "test_top1")
 
 
 def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[str, Any]]:
@@ -40,9 +40,10 @@ def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[s
 def render_stored_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
                         preset: str | None = None, compare: str | None = None,
                         clean_only: bool = False, method_order: tuple[str, ...] | None = None,
-                        allow_empty: bool = True) -> Any:
-    """The comparison table of the store's done runs, rendered in ``fmt``; None when there is
-    no done run and ``allow_empty`` is False (an empty table says nothing a user can use)."""
+                        mark_imported: bool = True, allow_empty: bool = True) -> Any:
+    """The comparison table of the store's done runs, rendered in ``fmt`` (imported results
+    marked ``‡`` unless ``mark_imported=False``); None when there is no done run and
+    ``allow_empty`` is False (an empty table says nothing a user can use)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown table format '{fmt}'; valid: {', '.join(FORMATS)}")
     runs = load_done_runs(store, hashes)
@@ -50,7 +51,8 @@ def render_stored_table(store: Store, *, hashes: list[str] | None = None, fmt: s
         return None
     try:
         table = build_table(runs, preset=preset, clean_only=clean_only, compare=compare,
-                            current_protocol=PROTOCOL_VERSION, method_order=method_order)
+                            current_protocol=PROTOCOL_VERSION, method_order=method_order,
+                            mark_imported=mark_imported)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return render_table(table, fmt)

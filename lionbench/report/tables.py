@@ -9,8 +9,10 @@ runs, since the paper's Params is "the maximum number of parameters that can be 
 
 Honesty rules: only ``status == "done"`` runs count; runs from a dirty git tree (``*``) or an
 older protocol version (``†``) are flagged in their cell and explained in a footnote, or left
-out with ``clean_only=True``; runs that started from other weights than the method's usual ones
-(pretrained; none for retraining) get a row of their own, e.g. ``head-tuning (weights=none)``.
+out with ``clean_only=True``; results imported from another database (``‡``) are flagged,
+since their metrics cannot be re-derived here (``mark_imported=False`` drops the mark); runs
+that started from other weights than the method's usual ones (pretrained; none for
+retraining) get a row of their own, e.g. ``head-tuning (weights=none)``.
 
 ``compare="paper"`` writes the paper's value and our difference beside each of our cells:
 ``0.8512 (paper 0.8628, -0.0116)`` (difference = ours - paper; ``- (paper 0.8628)`` where we
@@ -33,7 +35,8 @@ __all__ = ["Cell", "Column", "ComparisonTable", "Row", "build_table", "cell_text
            "format_number", "PRESETS"]
 
 PRESETS = ref.PRESETS
-FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020"}  # † for an old protocol version
+# * dirty git tree, † an old protocol version, ‡ a result imported from elsewhere
+FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020", "imported": "\u2021"}
 PRETRAINED_ALIASES = {"pretrained", "timm"}
 DIGITS, PARAM_DIGITS = 4, 3
 
@@ -110,6 +113,9 @@ class ComparisonTable:
         if "protocol" in used:
             notes.append(f"{FLAG_SYMBOLS['protocol']} includes runs from another protocol "
                          f"version than the current one ({self.current_protocol})")
+        if "imported" in used:
+            notes.append(f"{FLAG_SYMBOLS['imported']} includes results imported from elsewhere, "
+                         "not produced by this database's workers (origin: lionbench export)")
         if self.compare == "paper":
             notes.append("(paper P, D): the paper's value P and ours minus the paper's, D")
         return notes
@@ -162,10 +168,10 @@ def _number(value: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _normalise(records: list[dict[str, Any]], metric: str, current_protocol: int
-               ) -> list[dict[str, Any]]:
-    """Each run with what the table needs: ``_value``, ``_dirty``, ``_protocol``, ``_settings``
-    and ``weights`` normalised ("pretrained", "none" or a path)."""
+def _normalise(records: list[dict[str, Any]], metric: str, current_protocol: int,
+               mark_imported: bool = True) -> list[dict[str, Any]]:
+    """Each run with what the table needs: ``_value``, ``_dirty``, ``_protocol``,
+    ``_imported``, ``_settings`` and ``weights`` normalised ("pretrained", "none" or a path)."""
     labels: dict[tuple[str, int], str] = {}  # the runs of a stored cell share one config dict
     out = []
     for r in records:
@@ -181,6 +187,7 @@ def _normalise(records: list[dict[str, Any]], metric: str, current_protocol: int
                     "_settings": labels[key], "_value": _number(r.get(metric)),
                     "_dirty": bool(r.get("git_dirty") or False),
                     "_protocol": version is not None and version != current_protocol,
+                    "_imported": mark_imported and bool(r.get("imported_result") or False),
                     "_params": _number(r.get("params_trainable"))})
     return out
 
@@ -202,8 +209,8 @@ def _order(values: list[str], first: tuple[str, ...]) -> list[str]:
 
 def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top1",
                 clean_only: bool = False, current_protocol: int | None = None,
-                compare: str | None = None, method_order: tuple[str, ...] | None = None
-                ) -> ComparisonTable:
+                compare: str | None = None, method_order: tuple[str, ...] | None = None,
+                mark_imported: bool = True) -> ComparisonTable:
     """Aggregate runs (a DataFrame or an iterable of dicts, one per run) into a paper-style
     comparison table.
 
@@ -214,6 +221,8 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
     ``method_order`` overrides the paper's method order (``ablate`` uses Table 4's).
     ``current_protocol`` defaults to ``lionbench.config.PROTOCOL_VERSION``; runs without a
     protocol version (e.g. the paper's pseudo-runs) are never flagged for it.
+    ``mark_imported=False`` drops the ``‡`` of results that came by import (their metrics
+    cannot be re-derived here; marking them is the default).
     """
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
@@ -226,7 +235,7 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
         raise ValueError(f"runs have no column '{metric}'")
     if current_protocol is None:
         current_protocol = PROTOCOL_VERSION
-    runs_ = _normalise(records, metric, current_protocol)
+    runs_ = _normalise(records, metric, current_protocol, mark_imported)
     excluded: dict[str, int] = {}
 
     def drop(outside: Callable[[dict[str, Any]], bool], reason: str) -> None:
@@ -317,7 +326,7 @@ def _cell(group: list[dict[str, Any]]) -> Cell:
     n = len(values)
     mean = math.fsum(values) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    flags = tuple(f for f in ("dirty", "protocol") if any(r[f"_{f}"] for r in group))
+    flags = tuple(f for f in FLAG_SYMBOLS if any(r.get(f"_{f}") for r in group))
     return Cell(mean=mean, std=std, n=n, flags=flags)
 
 

@@ -67,6 +67,12 @@ class Plan:
             todo.add("failed")
         return [c for c in self.configs if force or self.statuses[c.run_hash] in todo]
 
+    def validation_sources(self) -> dict[str, str]:
+        """Dataset -> where its runs' model selection reads validation from, in words (a
+        folder's own ``val/`` or ``validation/``, a seeded hold-out, K-shot's choice)."""
+        return {c.dataset: get_dataset(c.dataset).validation_source(c.train.val_fraction)
+                for c in self.configs}
+
     def rows(self, force: bool = False, retry_failed: bool = False) -> list[dict[str, Any]]:
         todo = {c.run_hash for c in self.to_run(force, retry_failed)}
         return [{"run_hash": c.run_hash, "method": c.method, "backbone": c.backbone,

@@ -5,6 +5,12 @@ claim, so an interrupted matrix resumes where it stopped and several workers can
 matrix. A run that raises is stored as ``failed`` with its reason and the matrix goes on;
 Ctrl-C puts the run in hand back to ``pending``, to resume from its last epoch checkpoint.
 Where the runs train is an executor's business (lionbench.executors): this process by default.
+
+The exit rule (``RunSummary.exit_code``, shared by every command that runs a plan: ``run``,
+``ablate``, ``tune``): 0 when every run of the invocation's plan is done at the end (trained now
+or skipped because already done), 1 otherwise: a run that failed now, a run of the plan stored
+as failed earlier and not retried, or a run left pending or running (interrupted, or held by
+another driver). Scripts, CI and Slurm jobs can then tell a complete matrix from a partial one.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from lionbench.config import run_config_from_dict
+from lionbench.config import RunConfig, run_config_from_dict
+from lionbench.data import get_dataset
+from lionbench.data.digest import digest_if_present
 from lionbench.executors import EventFn, ExecOptions, get_executor
 from lionbench.executors.execute import config_of, execute_claimed, worker_id
 from lionbench.executors.local import describe as describe_local
@@ -30,11 +38,42 @@ STALE_AFTER = timedelta(minutes=10)  # at the start of a run: silent this long =
 
 @dataclass
 class RunSummary:
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
+    """What one invocation did with its plan, and whether it completed (the exit rule)."""
+
+    done: int = 0  # runs of this invocation that ended done
+    failed: int = 0  # runs of this invocation that ended failed
+    skipped: int = 0  # runs already stored, not run again
     failures: list[tuple[str, str]] = field(default_factory=list)
     pending: int = 0  # left pending or running (interrupted, or held by another driver)
+    total: int = 0  # runs in the plan
+    stored_failed: int = 0  # skipped runs stored as failed earlier (--retry-failed reruns them)
+
+    @property
+    def complete(self) -> bool:
+        """Every run of the plan is done: trained now or already stored as done."""
+        return not (self.failed or self.pending or self.stored_failed)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the plan is complete, else 1 (the CLI's exit status for run/ablate/tune)."""
+        return 0 if self.complete else 1
+
+    def problem_line(self) -> str:
+        """One line naming what is not done, e.g. ``2 of 15 runs failed; see lionbench
+        status``; empty when the plan is complete."""
+        if self.complete:
+            return ""
+        parts = []
+        failed = self.failed + self.stored_failed
+        if failed:
+            earlier = (f" ({self.stored_failed} stored as failed earlier; --retry-failed reruns "
+                       f"{'them' if self.stored_failed > 1 else 'it'})"
+                       if self.stored_failed else "")
+            parts.append(f"{failed} of {self.total} runs failed{earlier}")
+        if self.pending:
+            parts.append(f"{self.pending} of {self.total} runs not finished (pending, or running "
+                         "in another process)")
+        return "; ".join(parts) + "; see lionbench status"
 
 
 def reclaim_stale(store: Store, hashes: list[str],
@@ -78,14 +117,17 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
     emit = on_event or (lambda kind, info: None)
     opts = resolve_options(store, options, data_root=data_root, device=device)
     todo = plan.to_run(force, retry_failed)
-    check_weights_available(todo)  # offline without the weights: fail before storing anything
+    if opts.run_fn is None:  # lionbench trains: without the weights, fail before storing
+        check_weights_available(todo)
     hashes = [c.run_hash for c in todo]
-    summary = RunSummary(skipped=len(plan.configs) - len(todo))
-    store.add_pending(todo, tags=plan.tags)
+    summary = RunSummary(skipped=len(plan.configs) - len(todo), total=len(plan.configs))
+    data_ids = planned_data_ids(todo, opts.data_root)
+    store.add_pending(todo, tags=plan.tags, data_ids=data_ids)
     if force:
         store.reset_to_pending(hashes)
     elif retry_failed:
         store.reset_to_pending(hashes, statuses=("failed",))
+    store.localize(todo, data_ids if force else None)  # this machine's weights path (and data)
     reclaim_stale(store, hashes)
     if executor == "inline":
         run_inline(store, hashes, opts, emit, summary)
@@ -97,6 +139,9 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
     counts = store.status_counts(hashes)
     summary.done, summary.failed, summary.pending = counts["done"], counts["failed"], \
         counts["pending"] + counts["running"]
+    todo_hashes = set(hashes)
+    skipped = [h for h in plan.hashes if h not in todo_hashes]
+    summary.stored_failed = store.status_counts(skipped)["failed"] if skipped else 0
     if summary.failed:
         failed = store.list_runs("failed")
         failed = failed[failed.run_hash.isin(hashes)]
@@ -104,6 +149,13 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
                                     strict=True))
     emit("end", {"summary": summary})
     return summary
+
+
+def planned_data_ids(configs: list[RunConfig], data_root: Path | None) -> dict[str, str | None]:
+    """Dataset name -> the digest of its data here (None where absent), once per dataset: what
+    new runs record as the data they were planned on (lionbench.data.digest)."""
+    return {name: digest_if_present(get_dataset(name), data_root)
+            for name in dict.fromkeys(c.dataset for c in configs)}
 
 
 def run_inline(store: Store, hashes: list[str], opts: ExecOptions, emit: EventFn,

@@ -18,6 +18,19 @@ Import rules (``import_runs``):
   would look like a stale claim and be rerun; import again once it is done.
 - All or nothing: every record is checked before the first write, and the writes happen in one
   transaction; any problem raises :class:`ExchangeError` and leaves the database unchanged.
+- Metrics no run can produce (an accuracy outside [0, 1], top-5 below top-1, nested parameter
+  counts out of order, a selected epoch the run never trained) are refused
+  (``records.check_metrics``); metrics that are merely surprising cannot be told from true ones.
+
+Provenance of an import (why: metrics cannot be re-derived, so where a result came from must
+show): every record written gets an ``origin`` (JSON: the source, password hidden; the import
+time; what a JSON export says of itself: when and on which host it was exported, by which
+lionbench; the record's status then; the record's own earlier ``origin``, if it came by import
+before) that nothing but this import sets, and ``imported_result`` true when its outcome (done
+or failed) came with it. Tables mark those results ``‡``. A run trained here later (an imported
+pending run, or one rerun with ``--force``) stores its own outcome and ``imported_result``
+becomes false; ``origin`` stays as history. An imported pending run trains only if its weights
+and data are the same here (lionbench.train.verify).
 """
 
 from __future__ import annotations
@@ -36,13 +49,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from lionbench import __version__
 
+from .provenance import host_name
 from .records import (
     COLUMNS,
     EXPORT_FORMAT,
     JSON_COLUMNS,
     ExchangeError,
     display_name,
-    read_records,
+    read_export,
     read_rows,
 )
 from .schema import SCHEMA_VERSION, runs
@@ -89,8 +103,8 @@ def export_runs(store: Store, fmt: str, output: Path | TextIO | None = None,
         records = [{k: (json.loads(v) if k in JSON_COLUMNS and isinstance(v, str) else v)
                     for k, v in row.items()} for row in rows]
         json.dump({"format": EXPORT_FORMAT, "schema_version": SCHEMA_VERSION,
-                   "lionbench": __version__, "exported_at": _now(), "runs": records},
-                  buf, indent=1)
+                   "lionbench": __version__, "exported_at": _now(), "host": host_name(),
+                   "runs": records}, buf, indent=1)
         buf.write("\n")
     else:
         writer = csv.writer(buf, lineterminator="\n")  # None is written as an empty field
@@ -123,8 +137,11 @@ def _now() -> str:
 def import_runs(store: Store, source: str | Path) -> ImportReport:
     """Merge runs from an export (.csv / .json) or another database (SQLite file or URL)."""
     name = display_name(source)
-    records = read_records(source)  # all checked before the first write
+    records, about = read_export(source)  # all checked before the first write
     report = ImportReport(name, records=len(records))
+    imported_at = _now()
+    for rec in records:
+        stamp_origin(rec, name, imported_at, about)
     chosen: dict[str, dict[str, Any]] = {}
     for rec in records:
         old = chosen.get(rec["run_hash"])
@@ -162,4 +179,18 @@ def import_runs(store: Store, source: str | Path) -> ImportReport:
     return report
 
 
-__all__ = ["ExchangeError", "ImportReport", "export_runs", "import_runs", "read_rows"]
+def stamp_origin(rec: dict[str, Any], source: str, imported_at: str, about: dict[str, Any]
+                 ) -> None:
+    """Set ``origin`` and ``imported_result`` of a record about to be written by an import; a
+    record's own ``origin`` (it came by import before) is kept inside, as ``earlier``."""
+    origin: dict[str, Any] = {"source": source, "imported_at": imported_at,
+                              "status": rec["status"]}
+    origin.update({("exported_by" if k == "host" else k): v for k, v in about.items()})
+    if rec.get("origin"):
+        origin["earlier"] = json.loads(rec["origin"])
+    rec["origin"] = json.dumps(origin, sort_keys=True)
+    rec["imported_result"] = rec["status"] in ("done", "failed")
+
+
+__all__ = ["ExchangeError", "ImportReport", "export_runs", "import_runs", "read_rows",
+           "stamp_origin"]

@@ -79,13 +79,14 @@ class RunQueue:
     def mark_done(self, run_id: int, metrics: dict[str, Any], extra: dict[str, Any],
                   provenance: dict[str, Any], attempt: int | None = None) -> bool:
         """Store a result (one UPDATE: never a partial row). With ``attempt``, only while that
-        claim still holds the run, so a run requeued meanwhile is not stored twice."""
+        claim still holds the run, so a run requeued meanwhile is not stored twice. The result
+        was made here: ``imported_result`` becomes false even for a run that came by import."""
         values = {k: _clean(metrics.get(k)) for k in METRIC_COLUMNS}
         with self.engine.begin() as conn:
             res = conn.execute(update(self.table).where(*claim_held(self.table, run_id, attempt))
                                .values(status="done", finished_at=utcnow(), failure_reason=None,
                                        extra=json.dumps(extra, default=_json_default),
-                                       **values, **provenance))
+                                       imported_result=False, **values, **provenance))
         return res.rowcount == 1
 
     def mark_failed(self, run_id: int, reason: str, provenance: dict[str, Any],
@@ -93,7 +94,8 @@ class RunQueue:
         with self.engine.begin() as conn:
             res = conn.execute(update(self.table).where(*claim_held(self.table, run_id, attempt))
                                .values(status="failed", finished_at=utcnow(),
-                                       failure_reason=reason[:2000], **provenance))
+                                       failure_reason=reason[:2000], imported_result=False,
+                                       **provenance))
         return res.rowcount == 1
 
     def reset_to_pending(self, hashes: Iterable[str], statuses: tuple[str, ...] = STATUSES

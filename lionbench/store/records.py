@@ -46,9 +46,16 @@ def read_rows(store: Store, status: str | None = None) -> list[dict[str, Any]]:
 
 def read_records(source: str | Path) -> list[dict[str, Any]]:
     """Every record of ``source``, checked and typed; raises ExchangeError on the first bad one."""
+    return read_export(source)[0]
+
+
+def read_export(source: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(records, what the source says of itself): a JSON export's ``exported_at``, its
+    exporting ``host`` and ``lionbench`` version where present (CSV and databases say none)."""
     name = display_name(source)
-    return [coerce_record(rec, f"{name}: record {i}")
-            for i, rec in enumerate(_read_source(source), start=1)]
+    raw, about = _read_source(source)
+    return [coerce_record(rec, f"{name}: record {i}") for i, rec in enumerate(raw, start=1)], \
+        about
 
 
 def display_name(source: str | Path) -> str:
@@ -62,11 +69,12 @@ def display_name(source: str | Path) -> str:
         return text.split("://", 1)[0] + "://..."
 
 
-def _read_source(source: str | Path) -> list[Any]:
-    """Raw records from a file or database; format from the suffix or the SQLite header."""
+def _read_source(source: str | Path) -> tuple[list[Any], dict[str, Any]]:
+    """Raw records from a file or database, and what a JSON export says of itself; format
+    from the suffix or the SQLite header."""
     text = str(source)
     if "://" in text:
-        return _read_database(text)
+        return _read_database(text), {}
     path = Path(source).expanduser()
     if not path.is_file():
         raise ExchangeError(f"import source '{path}' not found; give a .csv or .json export, "
@@ -75,11 +83,11 @@ def _read_source(source: str | Path) -> list[Any]:
         with path.open("rb") as fh:
             head = fh.read(16)
         if head == SQLITE_MAGIC:
-            return _read_database(str(path))
+            return _read_database(str(path)), {}
         if path.suffix.lower() == ".json":
             return _read_json(path.read_text(encoding="utf-8-sig"), path)
         if path.suffix.lower() == ".csv":
-            return _read_csv(path.read_text(encoding="utf-8-sig"), path)
+            return _read_csv(path.read_text(encoding="utf-8-sig"), path), {}
     except UnicodeDecodeError:
         raise ExchangeError(f"'{path}' is not a UTF-8 text export") from None
     except OSError as exc:
@@ -112,7 +120,7 @@ def _read_database(url: str) -> list[Any]:
         engine.dispose()
 
 
-def _read_json(text: str, path: Path) -> list[Any]:
+def _read_json(text: str, path: Path) -> tuple[list[Any], dict[str, Any]]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -124,10 +132,13 @@ def _read_json(text: str, path: Path) -> list[Any]:
         if int(doc.get("schema_version") or 0) > SCHEMA_VERSION:
             raise ExchangeError(f"'{path}' comes from a newer lionbench (schema "
                                 f"{doc['schema_version']} > {SCHEMA_VERSION}); upgrade lionbench")
+        about = {k: str(doc[k]) for k in ("exported_at", "host", "lionbench") if doc.get(k)}
         doc = doc["runs"]
+    else:
+        about = {}
     if not isinstance(doc, list):
         raise ExchangeError(f"'{path}' is not a lionbench export: expected a list of runs")
-    return doc
+    return doc, about
 
 
 def _read_csv(text: str, path: Path) -> list[Any]:
@@ -184,9 +195,48 @@ def coerce_record(rec: Any, where: str) -> dict[str, Any]:
         if config.get(key) != out[key]:
             raise ExchangeError(f"{where}: field '{key}' ({out[key]!r}) disagrees with its "
                                 f"config ({config.get(key)!r})")
+    check_metrics(out, config, where)
     out["config"] = canonical_json(config)
     out["cell_hash"] = cell_hash_of(config)  # derived, never taken from the record
     return out
+
+
+ACCURACIES = ("test_top1", "test_top5", "val_top1")
+COUNTS = ("params_trainable_no_head", "params_trainable", "params_total")  # nested: <= next
+
+
+def check_metrics(rec: dict[str, Any], config: dict[str, Any], where: str) -> None:
+    """Refuse metrics no run can produce: they are not re-derived on import, so a record that
+    cannot be true is rejected rather than tabled (possible-but-imported ones are marked ‡).
+
+    Accuracies are fractions in [0, 1], top-5 is at least top-1, a done run has a test top-1,
+    parameter counts are >= 0 and nested (without head <= trainable <= total), and the selected
+    epoch is one the run trained. Runs that are not done are not checked: tables never read
+    their metrics (a run rerun with ``--force`` that then failed keeps its earlier ones).
+    """
+    if rec["status"] != "done":
+        return
+    if rec.get("test_top1") is None:
+        raise ExchangeError(f"{where}: a done run without test_top1")
+    for name in ACCURACIES:
+        value = rec.get(name)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ExchangeError(f"{where}: {name}={value!r} is not an accuracy in [0, 1]")
+    if rec.get("test_top5") is not None and rec["test_top5"] < rec["test_top1"]:
+        raise ExchangeError(f"{where}: test_top5={rec['test_top5']!r} is below test_top1="
+                            f"{rec['test_top1']!r}")
+    counts = [rec.get(n) for n in COUNTS]
+    if any(c is not None and c < 0 for c in counts):
+        raise ExchangeError(f"{where}: a negative parameter count")
+    no_head, trainable, total = counts
+    for small, large, what in ((no_head, trainable, "params_trainable_no_head > params_trainable"),
+                               (trainable, total, "params_trainable > params_total")):
+        if small is not None and large is not None and small > large:
+            raise ExchangeError(f"{where}: {what}")
+    epochs = (config.get("train") or {}).get("epochs")
+    best = rec.get("best_epoch")
+    if best is not None and (best < 0 or (isinstance(epochs, int) and best >= epochs)):
+        raise ExchangeError(f"{where}: best_epoch={best} is not an epoch of a {epochs}-epoch run")
 
 
 def _convert(name: str, kind: Any, value: Any) -> Any:
@@ -217,5 +267,5 @@ def _convert(name: str, kind: Any, value: Any) -> Any:
     return value
 
 
-__all__ = ["COLUMNS", "EXPORT_FORMAT", "ExchangeError", "JSON_COLUMNS", "coerce_record",
-           "display_name", "read_records", "read_rows"]
+__all__ = ["COLUMNS", "EXPORT_FORMAT", "ExchangeError", "JSON_COLUMNS", "check_metrics",
+           "coerce_record", "display_name", "read_export", "read_records", "read_rows"]

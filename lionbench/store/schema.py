@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from lionbench.config import cell_hash_of
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STATUSES = ("pending", "running", "done", "failed")
 FINISHED = ("done", "failed")
 
@@ -64,6 +64,10 @@ runs = Table(
     Column("git_commit", String(64)),
     Column("git_dirty", Boolean),
     Column("versions", Text),
+    Column("runtime", Text),  # v4: JSON, torch threads and determinism settings of the run
+    Column("data_id", String(128)),  # v4: digest of the data the run reads (data/digest.py)
+    Column("origin", Text),  # v4: JSON, where an imported run came from (None: made here)
+    Column("imported_result", Boolean),  # v4: the stored outcome came with an import
     Column("test_top1", Float), Column("test_top5", Float), Column("val_top1", Float),
     Column("best_epoch", Integer),
     Column("params_trainable", Integer), Column("params_trainable_no_head", Integer),
@@ -76,7 +80,9 @@ runs = Table(
 METRIC_COLUMNS = ("test_top1", "test_top5", "val_top1", "best_epoch", "params_trainable",
                   "params_trainable_no_head", "params_total", "train_seconds",
                   "images_per_second", "peak_memory_mb")
-JSON_COLUMNS = ("config", "extra", "versions")
+JSON_COLUMNS = ("config", "extra", "versions", "runtime", "origin")
+V4_COLUMNS = (("runtime", "TEXT"), ("data_id", "VARCHAR(128)"), ("origin", "TEXT"),
+              ("imported_result", "BOOLEAN"))
 
 
 def _v1(conn: Connection) -> None:
@@ -103,5 +109,16 @@ def _v3(conn: Connection) -> None:
                      .values(cell_hash=cell_hash_of(json.loads(config))))
 
 
+def _v4(conn: Connection) -> None:
+    """Verified provenance: the data digest a run was planned or trained on (checked before a
+    worker trains), where an imported run came from and whether its outcome came with it (tables
+    mark those), and the run's torch threads and determinism settings. Runs already stored were
+    made here (origin empty) and keep unknown data digests and runtimes."""
+    have = {c["name"] for c in inspect(conn).get_columns("runs")}
+    for name, sql_type in V4_COLUMNS:
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}"))
+
+
 # version -> the step that brings a database from version-1 to version
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, insert, select, text
+from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from lionbench.config import PROTOCOL_VERSION, RunConfig, canonical_json
@@ -101,13 +101,16 @@ class Store(RunQueue):
         conn.execute(insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
 
     # --- adding ----------------------------------------------------------------------------
-    def add_pending(self, configs: Iterable[RunConfig], tags: str = "") -> list[str]:
+    def add_pending(self, configs: Iterable[RunConfig], tags: str = "",
+                    data_ids: dict[str, str | None] | None = None) -> list[str]:
         """Insert configs not yet stored as pending; return the hashes that were new.
 
-        ``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL: two drivers adding the same matrix
-        at once both succeed and each run exists once.
+        ``data_ids`` (dataset name -> digest, lionbench.data.digest) records what data each new
+        run was planned on, so a worker (here, or wherever an export takes the run) can check
+        its data before training. ``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL: two
+        drivers adding the same matrix at once both succeed and each run exists once.
         """
-        configs = list(configs)
+        configs, data_ids = list(configs), data_ids or {}
         existing = self.get_statuses([c.run_hash for c in configs])
         new = [c for c in configs if c.run_hash not in existing]
         dialect = self.engine.dialect.name
@@ -119,7 +122,8 @@ class Store(RunQueue):
                     backbone=c.backbone, weights=c.weights, weights_id=c.weights_id,
                     dataset=c.dataset, seed=c.seed,
                     config=canonical_json(c.to_dict()), protocol_version=PROTOCOL_VERSION,
-                    tags=tags, status="pending", attempts=0, created_at=utcnow())
+                    tags=tags, status="pending", attempts=0, created_at=utcnow(),
+                    data_id=data_ids.get(c.dataset))
                 if dialect in ("sqlite", "postgresql"):
                     module = _dialect_module(dialect)
                     stmt = module.insert(runs).values(**values).on_conflict_do_nothing(
@@ -129,6 +133,42 @@ class Store(RunQueue):
                 if conn.execute(stmt).rowcount:
                     inserted.append(c.run_hash)
         return inserted
+
+    def localize(self, configs: Iterable[RunConfig], data_ids: dict[str, str | None] | None = None
+                 ) -> int:
+        """Make stored runs that are about to be trained here (pending or failed, same hash as
+        ``configs``) read this machine's weights path, and with ``data_ids`` this machine's data
+        digest; return how many rows changed.
+
+        The weights path is not part of a run's identity (its digest is), so a run planned or
+        imported from elsewhere may name a path that holds other bytes here, or none: the plan
+        being run names the file that has the identity's digest on this machine. ``data_ids``
+        is given by ``run --force`` only: the user asks to train these runs on the data here.
+        One query per 500 runs finds the rows to change; only those are written.
+        """
+        t, by_hash = runs, {c.run_hash: c for c in configs}
+        unfinished = t.c.status.in_(("pending", "failed"))
+        changed = 0
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(by_hash)):
+                rows = conn.execute(select(t.c.run_hash, t.c.weights).where(
+                    t.c.run_hash.in_(chunk), unfinished))
+                for run_hash, weights in rows.all():
+                    c = by_hash[run_hash]
+                    if weights != c.weights:
+                        changed += conn.execute(update(t).where(
+                            t.c.run_hash == run_hash, unfinished).values(
+                            weights=c.weights, config=canonical_json(c.to_dict()))).rowcount
+            for dataset, data_id in (data_ids or {}).items():
+                if data_id is None:
+                    continue
+                hashes = [h for h, c in by_hash.items() if c.dataset == dataset]
+                for chunk in _chunks(hashes):
+                    changed += conn.execute(update(t).where(
+                        t.c.run_hash.in_(chunk), unfinished, t.c.dataset == dataset,
+                        or_(t.c.data_id.is_(None), t.c.data_id != data_id)).values(
+                        data_id=data_id)).rowcount
+        return changed
 
     # --- reading ----------------------------------------------------------------------------
     def get_statuses(self, hashes: list[str]) -> dict[str, str]:

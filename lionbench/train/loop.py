@@ -4,7 +4,10 @@ Protocol (stored with every run, ``PROTOCOL_VERSION`` in config.py):
 train on the train split minus a seeded, stratified validation hold-out (or the dataset's own
 ``val`` split where it has one); after every epoch measure validation top-1 and keep the
 trainable state of the best epoch; at the end restore that state and measure test top-1/top-5
-once. The test split never influences any choice. The same seed gives the same numbers on CPU.
+once. The test split never influences any choice. The same seed gives the same numbers on CPU
+for the same torch version, CPU kernel capability and torch thread count (the run stores all
+three in its ``runtime``; a reduction split over other threads sums in another order).
+Validation must not be empty (``check_selection_sets``): selection on nothing keeps epoch 0.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import torch.nn.functional as F
 
 from lionbench.backbones import create_backbone
 from lionbench.config import RunConfig
-from lionbench.data import get_dataset
+from lionbench.data import DatasetSpec, ImageSet, get_dataset
 from lionbench.data.pipeline import Pipeline, decode_images, iterate_batches
 from lionbench.data.split import stratified_subset
-from lionbench.errors import TrainingFailed
+from lionbench.errors import DatasetError, TrainingFailed
 from lionbench.methods import count_parameters, create_model, get_method
 
 from .accel import maybe_compile
@@ -79,6 +82,7 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     if cfg.max_train_samples:
         train_set = train_set.subset(stratified_subset(train_set.labels, cfg.max_train_samples,
                                                        config.seed))
+    validation = check_selection_sets(spec, train_set, val_set, cfg.val_fraction)
     size = pipeline.image_size
     train_x, train_y = decode_images(train_set, size), train_set.labels
     val_x, val_y = decode_images(val_set, size), val_set.labels
@@ -86,7 +90,9 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     # 2. model: a timm backbone wrapped by the method, never copied
     method = get_method(config.method)
     weights = config.weights if method.pretrained else "none"
-    backbone = create_backbone(config.backbone, spec.num_classes, weights, size)
+    # the bytes loaded are checked against the run's identity first (backbones.verify_weights_id)
+    backbone = create_backbone(config.backbone, spec.num_classes, weights, size,
+                               expected_id=config.weights_id)
     model = create_model(config.method, backbone, config.method_config).to(device)
     # channels-last on every device: CNN steps are 11-16% faster on CPU too (results/perf/NOTES.md)
     model = model.to(memory_format=torch.channels_last)
@@ -143,7 +149,7 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
         if progress:
             progress("epoch", epoch + 1, cfg.epochs)
     extra = {"history": history, "params_by_component": counts.by_component,
-             **model.extra_metrics()}
+             "validation": validation, **model.extra_metrics()}
 
     # 4. test once, at the selected epoch
     model.load_state_dict(best_state, strict=False)
@@ -160,6 +166,21 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
         params_total=counts.total, train_seconds=train_seconds,
         images_per_second=seen / train_seconds if train_seconds else math.nan,
         peak_memory_mb=peak_memory_mb(device), extra=extra, model=model if keep_model else None)
+
+
+def check_selection_sets(spec: DatasetSpec, train_set: ImageSet, val_set: ImageSet,
+                         val_fraction: float) -> str:
+    """Refuse, before any training, sets that make model selection meaningless: an empty
+    validation set would score 0 at every epoch and silently keep epoch 0. Returns where the
+    validation images came from, with their number (stored in the run's ``extra``)."""
+    source = spec.validation_source(val_fraction)
+    if len(train_set) == 0:
+        raise DatasetError(f"dataset '{spec.name}': no training images are left to train on")
+    if len(val_set) == 0:
+        raise DatasetError(f"dataset '{spec.name}': the validation set ({source}) is empty, so "
+                           "no epoch can be selected; give every class at least two training "
+                           "images, or images in its validation split")
+    return f"{source}: {len(val_set)} images"
 
 
 def to_device(x: torch.Tensor) -> torch.Tensor:
