@@ -29,7 +29,7 @@ RANKS = {
     "core": 5,  # lionbench/__init__, config, errors, deq, robust, backbones, matrix
 }
 CORE_MODULES = {"lionbench", "lionbench.config", "lionbench.errors", "lionbench.deq",
-                "lionbench.robust", "lionbench.backbones", "lionbench.matrix"}
+                "lionbench.robust", "lionbench.backbones", "lionbench.matrix", "lionbench.files"}
 NO_TORCH_PARTS = ("report", "store")  # what `table`, `status` and `export` load
 TORCH_PACKAGES = {"torch", "torchvision", "timm"}
 
