@@ -35,6 +35,7 @@ from sqlalchemy import Boolean, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from lionbench import __version__
+from lionbench.files import write_output
 
 from .records import (
     COLUMNS,
@@ -104,12 +105,7 @@ def export_runs(store: Store, fmt: str, output: Path | TextIO | None = None,
     if output is None:
         sys.stdout.write(buf.getvalue())
     elif isinstance(output, Path | str):
-        path = Path(output)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(buf.getvalue(), encoding="utf-8")
-        except OSError as exc:
-            raise ExchangeError(f"cannot write '{path}': {exc.strerror or exc}") from None
+        write_output(output, buf.getvalue(), "export")
     else:
         output.write(buf.getvalue())
     return len(rows)
@@ -122,8 +118,18 @@ def _now() -> str:
 # --- import ----------------------------------------------------------------------------------
 def import_runs(store: Store, source: str | Path) -> ImportReport:
     """Merge runs from an export (.csv / .json) or another database (SQLite file or URL)."""
-    name = display_name(source)
-    records = read_records(source)  # all checked before the first write
+    return merge_records(store, read_records(source), display_name(source))
+
+
+def import_into(db: str | None, source: str | Path) -> ImportReport:
+    """:func:`import_runs` into the database ``db`` (a URL or path), opened only once every
+    record of ``source`` has passed its checks: a bad source creates no database."""
+    records = read_records(source)
+    return merge_records(Store(db), records, display_name(source))
+
+
+def merge_records(store: Store, records: list[dict[str, Any]], name: str) -> ImportReport:
+    """Write checked records in one transaction (the rules in the module docstring)."""
     report = ImportReport(name, records=len(records))
     chosen: dict[str, dict[str, Any]] = {}
     for rec in records:
@@ -162,4 +168,5 @@ def import_runs(store: Store, source: str | Path) -> ImportReport:
     return report
 
 
-__all__ = ["ExchangeError", "ImportReport", "export_runs", "import_runs", "read_rows"]
+__all__ = ["ExchangeError", "ImportReport", "export_runs", "import_into", "import_runs",
+           "merge_records", "read_rows"]
