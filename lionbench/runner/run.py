@@ -18,6 +18,7 @@ from typing import Any
 from lionbench.config import run_config_from_dict
 from lionbench.executors import EventFn, ExecOptions, get_executor
 from lionbench.executors.execute import config_of, execute_claimed, worker_id
+from lionbench.executors.interrupts import interrupt_guard, raise_if_interrupted
 from lionbench.executors.local import describe as describe_local
 from lionbench.store import Store
 from lionbench.store.provenance import host_name
@@ -73,7 +74,17 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
 
     ``executor``: ``inline`` (this process), ``local``, ``ray`` or ``slurm`` (lionbench.executors)
     with ``options``; ``data_root`` and ``device`` given here win over the options' own.
+    Called from the main thread, SIGTERM acts like Ctrl-C meanwhile and a second signal ends
+    the process at once (lionbench.executors.interrupts).
     """
+    with interrupt_guard():
+        return _run_plan(plan, force=force, retry_failed=retry_failed, data_root=data_root,
+                         device=device, on_event=on_event, executor=executor, options=options)
+
+
+def _run_plan(plan: Plan, *, force: bool, retry_failed: bool, data_root: Path | None,
+              device: str, on_event: EventFn | None, executor: str,
+              options: ExecOptions | None) -> RunSummary:
     store = plan.store
     emit = on_event or (lambda kind, info: None)
     opts = resolve_options(store, options, data_root=data_root, device=device)
@@ -115,6 +126,7 @@ def run_inline(store: Store, hashes: list[str], opts: ExecOptions, emit: EventFn
     while (row := store.claim_next(me, hashes)) is not None:
         emit("run", {"config": run_config_from_dict(config_of(row)), "row": row})
         execute_claimed(store, row, payload, heartbeat_seconds=opts.heartbeat_seconds, emit=emit)
+        raise_if_interrupted()  # one a finaliser may have swallowed
 
 
 def resolve_options(store: Store, options: ExecOptions | None, *, data_root: Path | None,
