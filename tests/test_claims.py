@@ -153,8 +153,8 @@ def test_heartbeats_and_staleness_use_the_database_clock(tmp_path, monkeypatch):
     assert store.get_run(live["id"])["status"] == "running"
 
 
-def test_postgresql_stamps_with_its_own_clock(postgres_url):
-    store = Store(postgres_url)
+def test_postgresql_stamps_with_its_own_clock(request):
+    store = Store(request.getfixturevalue("postgres_url"))
     store.add_pending(configs(1))
     row = store.claim_next("w:1")
     stamp = datetime.fromisoformat(row["heartbeat_at"])

@@ -57,10 +57,11 @@ def test_ten_processes_open_one_new_sqlite_file_at_once(tmp_path):
         assert store.count_by_status()["pending"] == 3  # seeds 0-2, each stored once
 
 
-def test_ten_processes_open_one_new_postgresql_database_at_once(postgres_url):
-    errors = open_at_once(postgres_url)
+def test_ten_processes_open_one_new_postgresql_database_at_once(request):
+    url = request.getfixturevalue("postgres_url")
+    errors = open_at_once(url)
     assert not errors, errors[0]
-    store = Store(postgres_url)
+    store = Store(url)
     assert store.execute("select value from meta") == [(str(SCHEMA_VERSION),)]
     assert store.count_by_status()["pending"] == 3
 
