@@ -67,9 +67,11 @@ def main() -> None:
 def usage_line(exc: Exception) -> str:
     """click's message on one line, pointing at the help that lists what is valid."""
     message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
-    ctx = getattr(exc, "ctx", None)
-    where = ctx.command_path if ctx is not None else "lionbench"
-    return f"error: {message} (see `{where} --help`)"
+    names, ctx = [], getattr(exc, "ctx", None)
+    while ctx is not None and ctx.parent is not None:  # the root's name is the program's
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return f"error: {message} (see `{' '.join(['lionbench', *reversed(names)])} --help`)"
 
 
 __all__ = ["app", "main"]

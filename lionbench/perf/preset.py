@@ -77,6 +77,8 @@ def load_preset(path: Path) -> BenchOptions:
 
 def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> BenchReport:
     """The timing table, then the preset's checks, on the same device in the same process."""
+    if options.threads is not None and options.threads < 1:
+        raise ConfigError(f"invalid --threads {options.threads}; must be >= 1")
     previous_threads = torch.get_num_threads()
     if options.threads:  # for the checks too (run_benchmark sets and restores its own)
         torch.set_num_threads(options.threads)

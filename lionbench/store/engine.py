@@ -1,8 +1,9 @@
 """Database URLs and engines: where ``--db`` points, and how it is opened.
 
 ``--db`` takes a path (a SQLite file) or any SQLAlchemy URL; without it ``$LIONBENCH_DB``, else
-``results/lionbench.db``. SQLite gets WAL and a 30 s busy timeout so that several processes can
-share one file; ``sqlite://`` (in memory) gets one shared connection.
+``results/lionbench.db``. SQLite gets a 30 s busy timeout and (set by the store, once it knows
+the file is its own: the journal mode is written into the file) WAL, so that several processes
+can share one file; ``sqlite://`` (in memory) gets one shared connection.
 
 Why everything about opening lives here: every way a database can fail to open (a garbage file,
 a foreign SQLite file, a malformed URL or port, a missing or read-only folder, a server that
@@ -191,10 +192,8 @@ def _install_hooks(engine: Engine, url: str, shown: str, read_only: bool) -> Non
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # noqa: ANN001
             cur = dbapi_conn.cursor()
-            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")  # first: WAL may wait
-            if url not in MEMORY_URLS and not read_only:
-                cur.execute("PRAGMA journal_mode=WAL")
-            cur.close()
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+            cur.close()  # WAL is set by the store once it knows the file is its own
     elif read_only and engine.dialect.name == "postgresql":
         @event.listens_for(engine, "connect")
         def _read_only(dbapi_conn, _record):  # noqa: ANN001

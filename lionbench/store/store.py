@@ -110,6 +110,8 @@ class Store(RunQueue):
         number of processes opening one new database at once all succeed."""
         with self.engine.connect() as conn:
             version = self._version(conn)
+            if version >= 0 and not self.read_only:
+                self._use_wal(conn)  # only on a database that is (or will be) lionbench's
         if version == SCHEMA_VERSION:
             return
         self._refuse(version, create)
@@ -127,6 +129,14 @@ class Store(RunQueue):
             conn.execute(meta_table.delete().where(meta_table.c.key == "schema_version"))
             conn.execute(insert(meta_table).values(key="schema_version",
                                                    value=str(SCHEMA_VERSION)))
+            conn.commit()
+
+    def _use_wal(self, conn: Connection) -> None:
+        """SQLite on disk: WAL (readers never block the writer), a setting the file keeps."""
+        if self.is_sqlite and not self.in_memory:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+            if str(mode).lower() != "wal":
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
             conn.commit()
 
     def _lock(self, conn: Connection) -> None:
