@@ -43,6 +43,9 @@ for _module in (run, results, models, data, perf):  # the order of `lionbench --
     _module.register(app)
 
 
+INTERRUPTED = 130
+
+
 def main() -> None:
     """Entry point: click's own usage errors also become one line and exit code 1; Ctrl-C and
     SIGTERM end with the shell's code for the signal (130, 143) after giving runs back."""
@@ -58,9 +61,11 @@ def main() -> None:
         err_console.print(usage_line(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     except (KeyboardInterrupt, getattr(click_exc, "Abort", KeyboardInterrupt)):
+        code = INTERRUPTED
+    if code == INTERRUPTED:  # typer turns KeyboardInterrupt into a silent return of 130
         err_console.print("interrupted: the run in progress went back to pending; rerun the "
-                          "same command to resume", highlight=False)
-        sys.exit(exit_code(130))
+                          "same command to resume", highlight=False, soft_wrap=True)
+        sys.exit(exit_code(INTERRUPTED))
     sys.exit(code if isinstance(code, int) else 0)
 
 
