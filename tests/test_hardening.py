@@ -300,3 +300,19 @@ def test_failing_heartbeats_stop_the_run_and_say_why(tmp_path, monkeypatch, caps
 def test_passwords_never_shown(url, shown):
     assert hide_password(url) == shown
 
+
+
+def test_a_killed_but_unreaped_worker_counts_as_gone():
+    from lionbench.runner.run import _pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path(f"/proc/{child.pid}/stat")
+    deadline = time.monotonic() + 60
+    while stat.read_text().rpartition(")")[2].split()[0] != "Z":  # exited, not yet reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        assert not _pid_alive(child.pid)  # a zombie holds no run: its runs can be taken back
+    finally:
+        child.wait()
+    assert _pid_alive(os.getppid())

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -279,11 +280,15 @@ def _save(fig: Figure, output: Path, formats: tuple[str, ...], series: list[Seri
         fmt = path.suffix.lstrip(".")
         meta = ({SERIES_KEY: payload, "Title": title} if fmt == "png"
                 else {"Subject": payload, "Title": title, "Creator": "lionbench"})
-        try:
-            fig.savefig(path, format=fmt, metadata=meta, dpi=150)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:  # whole or not at all: drawn into a temporary file, then renamed
+            fig.savefig(tmp, format=fmt, metadata=meta, dpi=150)
+            os.replace(tmp, path)
         except OSError as exc:
             raise OutputError(f"cannot write plot '{path}': {exc.strerror or exc}; give a path "
                               "in a writable folder") from None
+        finally:
+            tmp.unlink(missing_ok=True)
     return targets
 
 

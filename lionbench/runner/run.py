@@ -55,6 +55,8 @@ def reclaim_stale(store: Store, hashes: list[str],
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A zombie (killed, not yet reaped: an orphan waits
+    for init to reap it, which can take seconds) holds no run and counts as gone."""
     if pid == os.getpid():
         return False  # a row claimed by this very process cannot be running now
     try:
@@ -63,7 +65,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): alive, as far as we can tell
+    return state not in ("Z", "X")
 
 
 def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
