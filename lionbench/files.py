@@ -36,6 +36,21 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     return path
 
 
+def check_folder_writable(folder: str | Path, what: str = "output folder") -> Path:
+    """``folder`` as a Path, after checking that it is (or can be made) a writable folder."""
+    folder = Path(folder).expanduser()
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{what} '{folder}': '{ancestor}' is a file, not a folder; give a "
+                          "folder path")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OutputError(f"{what} '{folder}': '{ancestor}' is read-only; give a writable "
+                          "folder")
+    return folder
+
+
 def write_output(path: str | Path, data: str | bytes, what: str = "output") -> Path:
     """Write ``data`` to ``path`` atomically (folders made as needed); OutputError on failure."""
     path = check_writable(path, what)

@@ -61,7 +61,7 @@ def bench(
     with console.status("benchmarking ...") as status:
         report = run_bench(options, progress=lambda msg: status.update(msg))
     # piped output gets 150 columns (rich would assume 80 and squeeze the columns)
-    out = console if console.is_terminal else Console(width=150)
+    out = console if console.is_terminal else Console(width=150, markup=False)
     for table in render_rich(report):
         out.print(table)
     for name, check in report.checks.items():

@@ -62,6 +62,9 @@ def load_preset(path: Path) -> BenchOptions:
         doc = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"preset '{path}' not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read preset '{path}' ({getattr(exc, 'strerror', None) or exc});"
+                          " give a YAML file such as benchmarks/perf/quick.yaml") from None
     except yaml.YAMLError:
         raise ConfigError(f"preset '{path}' is not valid YAML") from None
     valid = {f.name for f in fields(BenchOptions)}

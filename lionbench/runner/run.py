@@ -20,6 +20,7 @@ from lionbench.executors import EventFn, ExecOptions, get_executor
 from lionbench.executors.execute import config_of, execute_claimed, worker_id
 from lionbench.executors.interrupts import interrupt_guard, raise_if_interrupted
 from lionbench.executors.local import describe as describe_local
+from lionbench.files import check_folder_writable
 from lionbench.store import Store
 from lionbench.store.provenance import host_name
 from lionbench.train import select_device
@@ -94,6 +95,8 @@ def _run_plan(plan: Plan, *, force: bool, retry_failed: bool, data_root: Path | 
     store = plan.store
     emit = on_event or (lambda kind, info: None)
     opts = resolve_options(store, options, data_root=data_root, device=device)
+    if opts.checkpoint_dir is not None:  # before any run starts, not as each run's failure
+        check_folder_writable(opts.checkpoint_dir, "checkpoint folder")
     todo = plan.to_run(force, retry_failed)
     hashes = [c.run_hash for c in todo]
     summary = RunSummary(skipped=len(plan.configs) - len(todo))

@@ -83,8 +83,10 @@ def hide_password(url: str) -> str:
     except (ArgumentError, ValueError):
         scheme, sep, rest = url.partition("://")
         return f"{scheme}://***@{rest.rpartition('@')[2]}" if sep and "@" in rest else url
-    query = {k: ("***" if any(s in k.lower() for s in SECRET_KEYS) else v)
-             for k, v in parsed.query.items()}
+    secret_keys = [k for k in parsed.query if any(s in k.lower() for s in SECRET_KEYS)]
+    if not parsed.password and not secret_keys:
+        return url  # nothing to hide: as the user gave it
+    query = {k: ("***" if k in secret_keys else v) for k, v in parsed.query.items()}
     shown = parsed.set(query=query).render_as_string(hide_password=True)
     return shown.replace("%2A%2A%2A", "***")
 
