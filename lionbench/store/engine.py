@@ -156,11 +156,12 @@ def read_only_sqlite_url(path: Path, shown: str) -> str:
 
 def create_db_engine(url: str, *, read_only: bool = False, create_folder: bool = False
                      ) -> Engine:
-    """An engine; SQLite gets WAL and a 30 s busy timeout, ``sqlite://`` one shared connection.
+    """An engine; SQLite gets a 30 s busy timeout, ``sqlite://`` one shared connection.
 
-    ``read_only``: SQLite opened with ``mode=ro`` (no file is created or changed), PostgreSQL
-    sessions set read-only. ``create_folder``: a writing SQLite store makes its missing folder.
-    Driver errors on any later use become one-line StoreErrors.
+    ``read_only``: SQLite opened with ``mode=ro`` (no file is created or changed; with
+    ``immutable=1``, chosen when no writer had the file open, meant for one-shot reads such as
+    ``status``), PostgreSQL sessions set read-only. ``create_folder``: a writing SQLite store
+    makes its missing folder. Driver errors on any later use become one-line StoreErrors.
     """
     shown = hide_password(url)
     parse_url(url)  # malformed URLs and ports fail here, as one line
