@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import random
+import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,9 +26,11 @@ from lionbench.config import PROTOCOL_VERSION, RunConfig, canonical_json
 from lionbench.errors import StoreError
 
 from .engine import (
+    BUSY_TIMEOUT_S,
     DEFAULT_DB,
     MEMORY_URLS,
     create_db_engine,
+    describe_failure,
     first_line,
     hide_password,
     redact,
@@ -132,12 +137,26 @@ class Store(RunQueue):
             conn.commit()
 
     def _use_wal(self, conn: Connection) -> None:
-        """SQLite on disk: WAL (readers never block the writer), a setting the file keeps."""
-        if self.is_sqlite and not self.in_memory:
-            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
-            if str(mode).lower() != "wal":
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-            conn.commit()
+        """SQLite on disk: WAL (readers never block the writer), a setting the file keeps.
+
+        Switching needs an exclusive lock, and two processes switching one new file at once
+        can deadlock, which SQLite reports at once as "locked" instead of waiting: retry
+        until the mode reads ``wal`` (the other process may have switched it meanwhile)."""
+        if not self.is_sqlite or self.in_memory:
+            return
+        raw = conn.connection.driver_connection  # the sqlite3 connection: its own errors
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                if str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                    return
+                raw.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StoreError(describe_failure(self.safe_url, self.url, exc)) from None
+                if time.monotonic() > deadline:
+                    raise StoreError(describe_failure(self.safe_url, self.url, exc)) from None
+                time.sleep(random.uniform(0.01, 0.1))
 
     def _lock(self, conn: Connection) -> None:
         """Take the database's write lock for the rest of ``conn``'s transaction."""
