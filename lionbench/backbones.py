@@ -304,8 +304,9 @@ def state_dict_from_bytes(data: bytes, path: Path) -> dict[str, torch.Tensor]:
 
             return load_safetensors(data)
         state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"cannot read weights file '{path}': {exc}") from None
+    except Exception as exc:  # one line: never torch's advice to unpickle untrusted files
+        raise WeightsError(f"cannot read weights file '{path}' ({type(exc).__name__}); give a "
+                           ".safetensors file or a torch state dict of tensors") from None
     for key in ("state_dict", "model", "model_state"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,8 @@ class TrainConfig:
             if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"invalid {name}={value!r}; must be a positive {kind.__name__}")
 
+        for f in dataclasses.fields(self):
+            check_finite(f.name, getattr(self, f.name))
         positive("epochs", self.epochs)
         positive("batch_size", self.batch_size)
         positive("eval_batch_size", self.eval_batch_size)
@@ -155,8 +158,22 @@ def parse_set_options(items: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"malformed --set '{item}': cannot parse value '{raw}'") from None
         if isinstance(value, str) and _looks_numeric(value):
             value = float(value)
+        check_finite(key, value, f"--set {item}")
         result[key] = value
     return result
+
+
+def check_finite(key: str, value: Any, where: str | None = None) -> None:
+    """Reject NaN and infinity anywhere in a setting's value (``lr=nan`` must not start runs:
+    every comparison with NaN is false, so range checks alone let it through)."""
+    items = value if isinstance(value, list | tuple) else (
+        value.values() if isinstance(value, dict) else [value])
+    for item in items:
+        if isinstance(item, list | tuple | dict):
+            check_finite(key, item, where)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"invalid {where or f'{key}={value!r}'}: {item} is not a finite "
+                              "number; give a finite value")
 
 
 def _looks_numeric(text: str) -> bool:

@@ -40,6 +40,10 @@ class WeightsError(LionbenchError):
     """Weights that cannot be loaded: offline hub, missing file, mismatching keys."""
 
 
+class OutputError(LionbenchError):
+    """An output file (table, plot, checkpoint, export) that cannot be written there."""
+
+
 class StoreError(LionbenchError):
     """The results database cannot be reached or is of an unknown schema."""
 

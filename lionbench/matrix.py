@@ -26,8 +26,10 @@ from typing import Any
 
 import yaml
 
+from lionbench.config import check_finite
 from lionbench.errors import ConfigError
 
+MAX_SEED = 2**32 - 1  # numpy's and most libraries' limit
 MATRIX_KEYS = {"name", "methods", "backbones", "datasets", "seeds", "weights", "set", "runs",
                "description", "notes"}
 
@@ -58,15 +60,51 @@ def split_names(value: str | list[str] | None) -> list[str]:
 
 
 def parse_seeds(value: str | list[int] | int | None) -> list[int]:
-    """``"0,1,2"``, ``[0, 1]`` or ``3`` -> a list of ints; None -> [] (the default seeds)."""
+    """``"0,1,2"``, ``[0, 1, 2]`` or ``0`` -> a non-empty list of seeds in [0, 2**32); None
+    (not given) -> [] (the matrix's default seeds, lionbench.runner.plan.DEFAULT_AXES)."""
     if value is None:
         return []
-    if isinstance(value, int):
-        return [value]
+    items = value if isinstance(value, list) else [value] if isinstance(value, int) else None
     try:
-        return [int(s) for s in split_names(value)]
+        if isinstance(value, bool) or (items is None and not isinstance(value, str)):
+            raise ValueError
+        seeds = [_seed(s) for s in (items if items is not None else split_names(value))]
     except ValueError:
-        raise ConfigError(f"invalid seeds '{value}'; expected integers like 0,1,2") from None
+        raise ConfigError(f"invalid seeds {value!r}; expected integers in [0, {MAX_SEED}] like "
+                          "0,1,2") from None
+    if not seeds:
+        raise ConfigError("no seeds given; expected integers like 0,1,2")
+    return seeds
+
+
+def _seed(item: Any) -> int:
+    if isinstance(item, bool) or isinstance(item, float):
+        raise ValueError(item)
+    seed = int(str(item).strip())
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(item)
+    return seed
+
+
+def _names(doc: dict[str, Any], key: str, path: Path) -> list[str]:
+    """A list of names from a YAML key: a comma-separated string or a list of strings."""
+    value = doc.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str) or (isinstance(value, list)
+                                  and all(isinstance(v, str) for v in value)):
+        return split_names(value)
+    raise ConfigError(f"config file '{path}': '{key}' must be a list of names or a "
+                      f"comma-separated string, not {value!r}")
+
+
+def _mapping(value: Any, what: str, path: Path) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"config file '{path}': '{what}' must be a mapping of key: value "
+                          f"(e.g. set: {{epochs: 5, lr: 0.001}}), not {value!r}")
+    return value
 
 
 def coerce_number(value: Any) -> Any:
@@ -99,19 +137,32 @@ def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> lis
         raise ConfigError(f"config file '{path}': unknown keys {', '.join(sorted(unknown))}; "
                           f"valid: {', '.join(sorted(MATRIX_KEYS))}")
     blocks = doc.get("runs") or [{}]
+    if not isinstance(blocks, list):
+        raise ConfigError(f"config file '{path}': 'runs' must be a list of blocks (mappings), "
+                          f"not {blocks!r}")
     matrices = []
     for block in blocks:
-        if not isinstance(block, dict) or set(block) - MATRIX_KEYS:
+        if not isinstance(block, dict) or set(block) - MATRIX_KEYS or "runs" in block:
             raise ConfigError(f"config file '{path}': each entry of 'runs' must be a mapping "
                               f"with keys among {', '.join(sorted(MATRIX_KEYS - {'runs'}))}")
         merged = {**doc, **block}
-        sets = {**(doc.get("set") or {}), **(block.get("set") or {})}
-        sets = {k: coerce_number(v) for k, v in sets.items()} | dict(overrides or {})
+        sets = {**_mapping(doc.get("set"), "set", path),
+                **_mapping(block.get("set"), "set", path)}
+        sets = {k: coerce_number(v) for k, v in sets.items()}
+        for key, value in sets.items():
+            check_finite(key, value, f"set {key}={value!r} in '{path}'")
+        weights = merged.get("weights", "pretrained")
+        if not isinstance(weights, str):
+            raise ConfigError(f"config file '{path}': 'weights' must be pretrained, none or a "
+                              f"file path, not {weights!r}")
+        try:
+            seeds = parse_seeds(merged.get("seeds"))
+        except ConfigError as exc:
+            raise ConfigError(f"config file '{path}': {exc}") from None
         matrices.append(Matrix(
-            methods=split_names(merged.get("methods")),
-            backbones=split_names(merged.get("backbones")),
-            datasets=split_names(merged.get("datasets")),
-            seeds=parse_seeds(merged.get("seeds")),
-            weights=str(merged.get("weights", "pretrained")),
-            overrides=sets, name=str(doc.get("name", Path(path).stem))))
+            methods=_names(merged, "methods", path),
+            backbones=_names(merged, "backbones", path),
+            datasets=_names(merged, "datasets", path),
+            seeds=seeds, weights=weights, overrides=sets | dict(overrides or {}),
+            name=str(doc.get("name", Path(path).stem))))
     return matrices

@@ -225,7 +225,8 @@ def test_unreadable_config_and_bad_yaml(tmp_path, db_url):
 
 def test_unreachable_database_is_one_line(tmp_path):
     result = invoke(*BASE, "--db", "sqlite:////no/such/dir/x.db")
-    assert result.exit_code == 1 and result.output.startswith("error: cannot open database")
+    assert result.exit_code == 1 and result.output.startswith("error: the folder of database")
+    assert len(result.output.splitlines()) == 1
     result = invoke("status", "--db", "nosuch://x")
     assert result.exit_code == 1 and "invalid database URL" in result.output
 

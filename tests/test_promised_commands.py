@@ -107,6 +107,7 @@ def test_ablate_for_real_renders_table_4_order(db_url):
 
 
 def test_table_on_an_empty_database_says_so_and_prints_nothing(db_url):
+    Store(db_url)  # a lionbench database without runs (`table` never creates one)
     result = invoke(*TABLE, "--db", db_url)
     assert result.exit_code == 0
     assert result.stdout == ""

@@ -17,6 +17,7 @@ import sys
 import typer
 
 from lionbench import __version__
+from lionbench.executors.interrupts import exit_code
 
 from . import data, models, perf, results, run
 from .options import console, err_console
@@ -42,8 +43,12 @@ for _module in (run, results, models, data, perf):  # the order of `lionbench --
     _module.register(app)
 
 
+INTERRUPTED = 130
+
+
 def main() -> None:
-    """Entry point: click's own usage errors also become one line and exit code 1."""
+    """Entry point: click's own usage errors also become one line and exit code 1; Ctrl-C and
+    SIGTERM end with the shell's code for the signal (130, 143) after giving runs back."""
     try:
         from typer._click import exceptions as click_exc  # typer >= 0.22 vendors click
     except ImportError:  # pragma: no cover - older typer
@@ -53,13 +58,25 @@ def main() -> None:
     except click_exc.NoArgsIsHelpError:
         sys.exit(0)
     except click_exc.ClickException as exc:
-        err_console.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+        err_console.print(usage_line(exc), markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)
     except (KeyboardInterrupt, getattr(click_exc, "Abort", KeyboardInterrupt)):
+        code = INTERRUPTED
+    if code == INTERRUPTED:  # typer turns KeyboardInterrupt into a silent return of 130
         err_console.print("interrupted: the run in progress went back to pending; rerun the "
-                          "same command to resume", highlight=False)
-        sys.exit(130)
+                          "same command to resume", highlight=False, soft_wrap=True)
+        sys.exit(exit_code(INTERRUPTED))
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def usage_line(exc: Exception) -> str:
+    """click's message on one line, pointing at the help that lists what is valid."""
+    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    names, ctx = [], getattr(exc, "ctx", None)
+    while ctx is not None and ctx.parent is not None:  # the root's name is the program's
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return f"error: {message} (see `{' '.join(['lionbench', *reversed(names)])} --help`)"
 
 
 __all__ = ["app", "main"]

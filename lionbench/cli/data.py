@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from .options import DataRootOption, console, handle_errors
+from .options import DataRootOption, console, handle_errors, styled
 
 datasets_app = typer.Typer(help="Dataset catalog: presence on this machine, sources, layouts.",
                            invoke_without_command=True)
@@ -29,7 +29,7 @@ def datasets(ctx: typer.Context,
                       "else put the files in the layout shown with -v and pass --data-root.")
     for d in describe_datasets(data_root):
         splits = ", ".join(f"{k} {v:,}" for k, v in (d.get("splits") or {}).items())
-        present = "[green]yes[/]" if d["present"] else "[red]missing[/]"
+        present = styled("yes", "green") if d["present"] else styled("missing", "red")
         extra = [str(d.get("source", "")), str(d.get("layout", ""))] if verbose else []
         t.add_row(d["name"], str(d.get("classes", "")), splits, present, str(d.get("where", "")),
                   *extra)
@@ -46,7 +46,7 @@ def prepare(name: str = typer.Argument(..., help="Dataset name, e.g. cifar10."),
 
     with console.status(f"preparing {name} ..."):
         path = prepare_dataset(name, data_root)
-    console.print(f"{name}: ready{f' in {path}' if path else ''}")
+    console.print(f"{name}: ready{f' in {path}' if path else ''}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from lionbench.config import parse_set_options
 from lionbench.errors import ConfigError
+from lionbench.executors.progress import epoch_line
 from lionbench.matrix import split_names
 
 from .options import DataRootOption, console, handle_errors
@@ -34,6 +35,8 @@ def params(
 
     if fmt not in ("rich", "json", "csv"):
         raise ConfigError(f"unknown format '{fmt}'; valid: rich, json, csv")
+    if num_classes < 1:
+        raise ConfigError(f"invalid --num-classes {num_classes}; a head needs at least 1 class")
     records = count_method_parameters(split_names(methods), split_names(backbones), num_classes,
                                       parse_set_options(set_))
     print_params(records, fmt)
@@ -78,12 +81,19 @@ def pretrain(
 
     overrides = parse_set_options(set_)
     with console.status("pretraining ...") as st:
-        result = pretrain_backbone(
-            backbone, dataset, output, train=overrides, seed=seed, data_root=data_root,
-            device=device, progress=lambda _p, i, n: st.update(f"pretraining: epoch {i}/{n}"))
+        def progress(_phase: str, done: int, total: int, info: dict | None = None) -> None:
+            if console.is_terminal:
+                st.update(f"pretraining: epoch {done}/{total}")
+            else:  # a log file: one flushed line per epoch
+                console.print(epoch_line(info or {"done": done, "total": total}),
+                              highlight=False)
+                console.file.flush()
+
+        result = pretrain_backbone(backbone, dataset, output, train=overrides, seed=seed,
+                                   data_root=data_root, device=device, progress=progress)
     console.print(f"saved {result.output} ({result.size_bytes / 1e6:.2f} MB): source test top-1 "
                   f"{result.test_top1:.4f} (val {result.val_top1:.4f}, epoch "
-                  f"{result.best_epoch}), {result.seconds:.0f} s")
+                  f"{result.best_epoch}), {result.seconds:.0f} s", highlight=False)
 
 
 # --- list --------------------------------------------------------------------------------------

@@ -2,6 +2,11 @@
 
 Each option used by more than one command is declared once here as an ``Annotated`` type
 (``db: DbOption = None``), so its flag, help and parsing cannot drift between commands.
+
+The consoles never parse rich markup: what lionbench prints is full of user text (dataset and
+folder names, failure reasons, paths) in which ``[...]`` is data, not a style, and a name like
+``folder:runs[/tmp]`` must print as typed instead of crashing every later command. Styles are
+applied with :func:`styled` (a ``rich.text.Text``), never with markup in strings.
 """
 
 from __future__ import annotations
@@ -13,12 +18,18 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from lionbench.errors import LionbenchError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def styled(text: str, style: str) -> Text:
+    """``text`` in ``style``, as a Text: never parsed as markup."""
+    return Text(text, style=style)
 
 DB_HELP = "Database URL or SQLite path (default: $LIONBENCH_DB or results/lionbench.db)."
 DATA_ROOT_HELP = "Where datasets live (default: ./data)."

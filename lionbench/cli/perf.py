@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from lionbench.config import parse_set_options
+from lionbench.files import check_writable, write_output
 
 from .options import console, err_console, handle_errors
 
@@ -42,6 +43,9 @@ def bench(
     from lionbench.perf.preset import BenchOptions, load_preset, run_bench
     from lionbench.perf.report import render_markdown, render_rich
 
+    for path, what in ((json_path, "benchmark report"), (markdown_path, "benchmark table")):
+        if path is not None:  # before minutes of timing, not after
+            check_writable(path, what)
     options = load_preset(preset) if preset else BenchOptions()
     for name, value in (("methods", methods), ("backbones", backbones)):
         if value:
@@ -57,7 +61,7 @@ def bench(
     with console.status("benchmarking ...") as status:
         report = run_bench(options, progress=lambda msg: status.update(msg))
     # piped output gets 150 columns (rich would assume 80 and squeeze the columns)
-    out = console if console.is_terminal else Console(width=150)
+    out = console if console.is_terminal else Console(width=150, markup=False)
     for table in render_rich(report):
         out.print(table)
     for name, check in report.checks.items():
@@ -66,8 +70,7 @@ def bench(
         report.write_json(json_path)
         err_console.print(f"wrote {json_path}")
     if markdown_path:
-        markdown_path.parent.mkdir(parents=True, exist_ok=True)
-        markdown_path.write_text(render_markdown(report))
+        write_output(markdown_path, render_markdown(report), "benchmark table")
         err_console.print(f"wrote {markdown_path}")
 
 

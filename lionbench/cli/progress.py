@@ -1,4 +1,10 @@
-"""Rich rendering of a run: the plan of a dry run, progress bars while it runs. No logic."""
+"""Rendering a running plan: the plan of a dry run, then progress while it runs. No logic.
+
+On a terminal: rich bars for the matrix and for the epochs of the current run. Without one
+(nohup, CI, a Slurm log): bars would draw nothing until the end, so every event is one plain,
+flushed line instead (a line per epoch with its train loss, validation top-1 and seconds, and
+one per finished run). Names are data, never rich markup (see options.py).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from lionbench.executors.progress import epoch_line
 from lionbench.runner import Plan, RunSummary, run_plan
 
 
@@ -16,12 +24,28 @@ def print_plan(console: Console, plan: Plan, force: bool, retry_failed: bool) ->
     t = Table("hash", "method", "backbone", "dataset", "seed", "weights", "stored", "action",
               title=f"plan: {len(rows)} runs")
     for r in rows:
-        t.add_row(r["run_hash"], r["method"], r["backbone"], r["dataset"], str(r["seed"]),
-                  r["weights"], r["stored"], r["action"])
+        t.add_row(*(Text(str(r[k])) for k in ("run_hash", "method", "backbone", "dataset", "seed",
+                                              "weights", "stored", "action")))
     console.print(t)
     print_validation(console, plan)
     n_run = sum(r["action"] == "run" for r in rows)
-    console.print(f"{n_run} to run, {len(rows) - n_run} already stored (dry run: nothing ran)")
+    console.print(f"{n_run} to run, {len(rows) - n_run} already stored (dry run: nothing ran)",
+                  markup=False)
+
+
+def run_label(c: Any) -> str:
+    return f"{c.method} / {c.backbone} / {c.dataset} / seed {c.seed}"
+
+
+def done_line(info: dict[str, Any]) -> Text:
+    r, c = info["result"], info["config"]
+    return Text(f"  done  {run_label(c)}: test top-1 {r.test_top1:.4f} (val {r.val_top1:.4f}), "
+                f"{r.params_trainable:,} trainable, {r.train_seconds:.1f} s")
+
+
+def failed_line(info: dict[str, Any]) -> Text:
+    return Text.assemble("  ", ("failed", "red"), f" {run_label(info['config'])}: "
+                         f"{info['reason']}")
 
 
 def print_validation(console: Console, plan: Plan) -> None:
@@ -31,8 +55,10 @@ def print_validation(console: Console, plan: Plan) -> None:
 
 
 def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary:
-    """Run the plan with one bar for the matrix and one for the epochs of the current run."""
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    """Run the plan with progress bars on a terminal, plain flushed lines otherwise."""
+    if not console.is_terminal:
+        return run_plan(plan, on_event=plain_events(console), **kwargs)
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     print_validation(console, plan)
     with Progress(*columns, console=console, transient=False) as progress:
@@ -45,26 +71,40 @@ def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary
                                 description=f"runs on {info['device']} "
                                             f"({info['skipped']} already stored)")
             elif kind == "run":
-                c = info["config"]
-                progress.update(epoch_task, visible=True, completed=0, total=c.train.epochs,
-                                description=f"  {c.method} / {c.backbone} / {c.dataset} / "
-                                            f"seed {c.seed}")
+                progress.update(epoch_task, visible=True, completed=0,
+                                total=info["config"].train.epochs,
+                                description=f"  {run_label(info['config'])}")
             elif kind == "progress":
                 progress.update(epoch_task, completed=info["done"])
-            elif kind == "done":
-                r, c = info["result"], info["config"]
+            elif kind in ("done", "failed"):
                 progress.advance(matrix_task)
-                progress.console.print(
-                    f"  done  {c.method} / {c.backbone} / {c.dataset} / seed {c.seed}: "
-                    f"test top-1 {r.test_top1:.4f} (val {r.val_top1:.4f}), "
-                    f"{r.params_trainable:,} trainable, {r.train_seconds:.1f} s", highlight=False)
-            elif kind == "failed":
-                c = info["config"]
-                progress.advance(matrix_task)
-                progress.console.print(f"  [red]failed[/] {c.method} / {c.backbone} / "
-                                       f"{c.dataset} / seed {c.seed}: {info['reason']}",
-                                       highlight=False)
+                line = done_line(info) if kind == "done" else failed_line(info)
+                progress.console.print(line, highlight=False, soft_wrap=True)
             elif kind == "end":
                 progress.update(epoch_task, visible=False)
 
         return run_plan(plan, on_event=on_event, **kwargs)
+
+
+def plain_events(console: Console) -> Any:
+    """Events as plain lines, each flushed at once: what a log file of a long run shows."""
+    state = {"started": 0, "total": 0}
+
+    def say(line: str | Text) -> None:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
+        console.file.flush()
+
+    def on_event(kind: str, info: dict[str, Any]) -> None:
+        if kind == "start":
+            state["total"] = info["total"]
+            say(f"{info['total']} run(s) on {info['device']} ({info['skipped']} already stored)")
+        elif kind == "run":
+            state["started"] += 1
+            say(f"run {state['started']}/{state['total']}: {run_label(info['config'])}")
+        elif kind == "progress":
+            say(epoch_line(info))
+        elif kind == "done":
+            say(done_line(info))
+        elif kind == "failed":
+            say(failed_line(info))
+    return on_event

@@ -6,6 +6,11 @@ Thin on purpose: each parses its options, calls one function of ``lionbench.repo
 ``lionbench export --format csv > runs.csv`` stays clean). None of them imports torch; reports
 (pandas) and plots (matplotlib) are imported by the commands that draw them, so that
 ``status`` and ``export`` start in a fraction of a second.
+
+``table``, ``status``, ``export`` and ``plot`` open the database read-only (``Store(...,
+read_only=True)``): they never create, migrate or change a database, read one in a read-only
+folder, and read an older schema as it is. An output file (``-o``) is checked to be writable
+before anything is read or drawn.
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
+from lionbench.files import check_writable, write_output
 from lionbench.matrix import split_names
-from lionbench.store import Store
-from lionbench.store.exchange import export_runs, import_runs
+from lionbench.store import SCHEMA_VERSION, Store
+from lionbench.store.exchange import export_runs, import_into
 
-from .options import CleanOnlyOption, DbOption, console, err_console, handle_errors
+from .options import CleanOnlyOption, DbOption, console, err_console, handle_errors, styled
 
 plot_app = typer.Typer(help="Draw figures from stored runs (PNG and PDF).", no_args_is_help=True)
 
@@ -42,8 +49,11 @@ def table(
                                      "and print nothing."),
 ) -> None:
     """Render stored results in the paper's layout (mean ± std over seeds, best marked)."""
-    print_table(Store(db), fmt=fmt, output=output, preset=preset, compare=compare,
-                clean_only=clean_only, mark_imported=mark_imported, allow_empty=allow_empty)
+    if output is not None:
+        check_writable(output, "table")
+    print_table(Store(db, read_only=True), fmt=fmt, output=output, preset=preset,
+                compare=compare, clean_only=clean_only, mark_imported=mark_imported,
+                allow_empty=allow_empty)
 
 
 def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
@@ -67,9 +77,8 @@ def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "ri
         return
     if output:
         text = rendered if isinstance(rendered, str) else rich_to_text(rendered)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text)
-        console.print(f"wrote {output}")
+        write_output(output, text, "table")
+        console.print(f"wrote {output}", highlight=False)
     elif isinstance(rendered, str):
         sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
     else:
@@ -79,7 +88,7 @@ def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "ri
 @handle_errors
 def status(db: DbOption = None) -> None:
     """Counts of pending, running, done and failed runs, and the failures' reasons."""
-    print_status(Store(db))
+    print_status(Store(db, read_only=True))
 
 
 def print_status(store: Store) -> None:
@@ -90,6 +99,9 @@ def print_status(store: Store) -> None:
     for name, n in counts.items():
         t.add_row(name, str(n))
     console.print(t)
+    if store.schema_version < SCHEMA_VERSION:
+        console.print(f"(schema {store.schema_version}, read as it is; the next `lionbench run` "
+                      "or `lionbench import` on it upgrades it)", highlight=False)
     columns = ("run_hash", "method", "backbone", "dataset", "seed", "worker", "heartbeat_at",
                "attempts", "failure_reason")
     running = store.fetch_runs("running", columns)
@@ -97,12 +109,12 @@ def print_status(store: Store) -> None:
         r = Table("method", "backbone", "dataset", "seed", "worker", "last heartbeat",
                   title="running")
         for row in running:
-            r.add_row(row["method"], row["backbone"], row["dataset"], str(row["seed"]),
-                      str(row["worker"]), str(row["heartbeat_at"]))
+            r.add_row(*(Text(str(row[k])) for k in ("method", "backbone", "dataset", "seed",
+                                                    "worker", "heartbeat_at")))
         console.print(r)
     failed = store.fetch_runs("failed", columns)
     if failed:
-        console.print("[bold]failed runs[/]:")
+        console.print(Text.assemble(styled("failed runs", "bold"), ":"))
         for row in failed:
             console.print(f"  {row['run_hash']} {row['method']} / {row['backbone']} / "
                           f"{row['dataset']} / seed {row['seed']} (attempt {row['attempts']}): "
@@ -121,7 +133,9 @@ def export_cmd(
                                       "(pending | running | done | failed)."),
 ) -> None:
     """Export runs, one record each with its config, metrics and provenance."""
-    n = export_runs(Store(db), fmt, output, status=status)
+    if output is not None:
+        check_writable(output, "export")
+    n = export_runs(Store(db, read_only=True), fmt, output, status=status)
     target = console if output is not None else err_console
     target.print(f"exported {n} run(s)" + (f" to {output}" if output else ""), highlight=False)
 
@@ -133,7 +147,7 @@ def import_cmd(
     db: DbOption = None,
 ) -> None:
     """Merge runs gathered elsewhere; present runs are skipped, done runs never overwritten."""
-    report = import_runs(Store(db), source)
+    report = import_into(db, source)
     console.print(report.summary(), highlight=False, markup=False)
 
 
@@ -154,8 +168,9 @@ def plot_sensitivity_cmd(
     """Figure 3: top-1 against tau and against the number of DEQ layers (figure3.yaml)."""
     from lionbench.report.plots import plot_sensitivity  # matplotlib: only when plotting
 
-    paths = plot_sensitivity(Store(db).list_runs("done"), output, _formats(fmt), method=method,
-                             clean_only=clean_only)
+    _check_plot_outputs(output, fmt)
+    paths = plot_sensitivity(Store(db, read_only=True).list_runs("done"), output,
+                             _formats(fmt), method=method, clean_only=clean_only)
     _report(paths)
 
 
@@ -175,10 +190,19 @@ def plot_tradeoff_cmd(
     """Top-1 against trainable parameters (log scale), per method and backbone, per dataset."""
     from lionbench.report.plots import plot_tradeoff  # matplotlib: only when plotting
 
-    paths = plot_tradeoff(Store(db).list_runs("done"), output, _formats(fmt),
+    _check_plot_outputs(output, fmt)
+    paths = plot_tradeoff(Store(db, read_only=True).list_runs("done"), output, _formats(fmt),
                           datasets=split_names(datasets) or None, variants=variants,
                           clean_only=clean_only)
     _report(paths)
+
+
+def _check_plot_outputs(output: Path, fmt: str) -> None:
+    """Fail before reading runs or drawing when a plot file cannot be written."""
+    from lionbench.report.plots import plot_path  # matplotlib: only when plotting
+
+    for f in _formats(fmt):
+        check_writable(plot_path(output, f), "plot")
 
 
 def _report(paths: list[Path]) -> None:

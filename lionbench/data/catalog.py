@@ -16,13 +16,22 @@ from lionbench.errors import DatasetError
 
 from . import get_dataset, list_datasets
 from .derive import base_name
+from .download import Archive, fetch_and_extract
 from .suite import HOMES
 
 # The derived sets of the paper's Table 3, listed after the registered ones.
 PAPER_DERIVED = ["cifar10-lt-ir100", "cifar10-lt-ir50", "cifar100-lt-ir100", "cifar100-lt-ir50",
                  "pets-8shot", "food101-8shot", "cars-8shot", "flowers102-8shot"]
 BUILTIN_HOMES = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
-DOGS_URL = "http://vision.stanford.edu/aditya86/ImageNetDogs/"
+DOGS_URL = "vision.stanford.edu/aditya86/ImageNetDogs/"
+# SHA-256 and sizes as published in tensorflow/datasets (url_checksums/stanford_dogs.txt);
+# https first, http only as a fallback: the checksum is verified before anything is unpacked
+DOGS_ARCHIVES = (
+    Archive("images.tar", (f"https://{DOGS_URL}images.tar", f"http://{DOGS_URL}images.tar"),
+            "a443fc2f9a851aa1a7b8e4fa4af94b8459fce2c9f5a2f4dd4669cf9673a4ec58", 793_579_520),
+    Archive("lists.tar", (f"https://{DOGS_URL}lists.tar", f"http://{DOGS_URL}lists.tar"),
+            "34b47cacd9a98b5d150e084f24d29391c084c55272295ec65c85651bc35f4d6c", 481_280),
+)
 
 
 def describe_datasets(root: Path | None = None) -> list[dict[str, Any]]:
@@ -86,6 +95,8 @@ def prepare_dataset(name: str, root: Path | None = None) -> Path | None:
     try:
         root.mkdir(parents=True, exist_ok=True)
         DOWNLOADERS[base](root)
+    except DatasetError:  # a checksum or an archive refused: already one clear line
+        raise
     except Exception as exc:
         raise DatasetError(f"could not download '{base}' into '{root}' ({type(exc).__name__}: "
                            f"{exc}); offline, get it from {spec.source} and lay it out as "
@@ -106,10 +117,7 @@ def _torchvision(cls_name: str, **kwargs: Any) -> Callable[[Path], None]:
 
 
 def _dogs(root: Path) -> None:
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    for archive in ("images.tar", "lists.tar"):
-        download_and_extract_archive(DOGS_URL + archive, str(root / "stanford_dogs"))
+    fetch_and_extract(DOGS_ARCHIVES, root / "stanford_dogs")
 
 
 DOWNLOADERS: dict[str, Callable[[Path], None]] = {

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lionbench.errors import LionbenchError, UnknownNameError
+from lionbench.files import check_folder_writable
 
 EventFn = Callable[[str, dict[str, Any]], None]
 # (store, run hashes of the plan, options, emit) -> None; outcomes are read from the store after
@@ -171,6 +172,8 @@ def make_options(*, executor: str | None = None, workers: int | None = None,
         raise ExecutorError(f"invalid --max-attempts {max_attempts}; must be >= 1")
     if threads is not None and threads < 1:
         raise ExecutorError(f"invalid --threads {threads}; must be >= 1")
+    if checkpoint_dir is not None:
+        check_folder_writable(checkpoint_dir, "--checkpoint-dir")
     slurm = SlurmOptions(partition=partition, mem_gb=mem_gb)
     for item in slurm_extra or []:
         key, sep, value = item.partition("=")

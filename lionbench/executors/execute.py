@@ -23,17 +23,24 @@ from types import SimpleNamespace
 from typing import Any
 
 from lionbench.config import run_config_from_dict
-from lionbench.errors import LionbenchError
+from lionbench.errors import LionbenchError, StoreError
+from lionbench.executors.interrupts import raise_if_interrupted
 from lionbench.store import METRIC_COLUMNS, Store
 from lionbench.store.provenance import git_state, package_versions
 
 EventFn = Callable[[str, dict[str, Any]], None]
 DEFAULT_RUN_FN = "lionbench.train:train_run"
 METRICS = METRIC_COLUMNS
+MISSED_BEATS = 3  # consecutive heartbeats that may fail (a locked database) before a run stops
 
 
 class ClaimLost(Exception):
     """The run was taken back (its heartbeat went stale) while this process trained it."""
+
+
+class HeartbeatFailed(ClaimLost):
+    """The database refused ``MISSED_BEATS`` heartbeats in a row: others will soon judge the run
+    stale and take it back, so this process stops it rather than train it twice."""
 
 
 def worker_id(suffix: str = "") -> str:
@@ -64,7 +71,7 @@ def expectations(row: dict[str, Any]) -> dict[str, Any]:
 
 def compute(config: dict[str, Any], *, device: str = "auto", data_root: str | None = None,
             checkpoint_dir: str | None = None, run_fn: str | None = None,
-            progress: Callable[[str, int, int], None] | None = None,
+            progress: Callable[..., None] | None = None,
             reraise: tuple[type[BaseException], ...] = (),
             expect: dict[str, Any] | None = None, threads: int | None = None) -> dict[str, Any]:
     """Train one run here; ``{"status": "done", metrics, extra, provenance}`` or
@@ -138,11 +145,15 @@ def store_outcome(store: Store, run_id: int, attempt: int | None, outcome: dict[
 def execute_claimed(store: Store, row: dict[str, Any], payload: dict[str, Any], *,
                     heartbeat_seconds: float = 30.0, emit: EventFn | None = None) -> str:
     """Train the claimed ``row`` in this process and store it: ``done``, ``failed``, or ``lost``
-    (taken back meanwhile: nothing stored). Ctrl-C (or SIGTERM in a worker) puts the run back
-    to pending without counting the attempt, then re-raises."""
+    (taken back meanwhile: nothing stored). Ctrl-C (or SIGTERM, see interrupts.py) puts the run
+    back to pending without charging the attempt, then re-raises. A heartbeat that keeps failing
+    stops the run with a StoreError saying why (never silently: another worker would train it
+    too once the run looked stale)."""
     emit = emit or (lambda kind, info: None)
     run_id, attempt = row["id"], row["attempts"]
     stop, lost = threading.Event(), threading.Event()
+    beat_errors: list[str] = []
+    label = f"{row['method']} / {row['backbone']} / {row['dataset']} / seed {row['seed']}"
 
     def beat() -> None:
         while not stop.wait(heartbeat_seconds):
@@ -150,13 +161,23 @@ def execute_claimed(store: Store, row: dict[str, Any], payload: dict[str, Any], 
                 if not store.heartbeat(run_id, attempt):
                     lost.set()
                     return
-            except Exception:  # a missed beat is not worth killing the run for
-                pass
+                beat_errors.clear()
+            except Exception as exc:  # a locked or unreachable database: say so, retry a bit
+                beat_errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+                print(f"warning: heartbeat of run {run_id} failed ({beat_errors[-1]}); "
+                      f"{MISSED_BEATS - len(beat_errors)} more tries", file=sys.stderr,
+                      flush=True)
+                if len(beat_errors) >= MISSED_BEATS:
+                    lost.set()
+                    return
 
-    def progress(phase: str, done: int, total: int) -> None:
+    def progress(phase: str, done: int, total: int, info: dict[str, Any] | None = None) -> None:
+        raise_if_interrupted()  # a Ctrl-C that a finaliser swallowed
         if lost.is_set():
+            if beat_errors:
+                raise HeartbeatFailed(beat_errors[-1])
             raise ClaimLost(f"run {run_id} was taken back from this worker")
-        emit("progress", {"done": done, "total": total})
+        emit("progress", {"done": done, "total": total, "label": label, **(info or {})})
 
     thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{run_id}")
     thread.start()
@@ -166,6 +187,11 @@ def execute_claimed(store: Store, row: dict[str, Any], payload: dict[str, Any], 
         store.requeue(run_id, attempt, "interrupted (Ctrl-C or SIGTERM); resumes from its "
                       "last epoch checkpoint", count_attempt=False)
         raise
+    except HeartbeatFailed as exc:
+        raise StoreError(f"stopped run {run_id} ({row['method']} / {row['dataset']} / seed "
+                         f"{row['seed']}): {MISSED_BEATS} heartbeats in a row failed ({exc}); "
+                         "it resumes from its last epoch checkpoint once the database answers "
+                         "again (rerun the command)") from None
     except ClaimLost:
         return "lost"
     finally:

@@ -28,6 +28,7 @@ from typing import IO
 
 from lionbench.executors import EventFn, ExecOptions, ExecutorError
 from lionbench.executors.execute import die_with_parent
+from lionbench.executors.interrupts import on_hard_exit, raise_if_interrupted
 from lionbench.executors.progress import Reporter
 from lionbench.executors.worker import describe_exit
 from lionbench.store import Store
@@ -152,34 +153,42 @@ def run_local(store: Store, hashes: list[str], options: ExecOptions, emit: Event
     stale = timedelta(seconds=options.stale_after)
     with tempfile.TemporaryDirectory(prefix="lionbench-workers-") as tmp:
         pool = LocalPool(store, hashes, options, Path(tmp))
-        try:
-            while True:
-                pool.reap(reporter.finished)
-                store.requeue_lost(f"no heartbeat for {options.stale_after:.0f} s",
-                                   stale_after=stale, hashes=hashes,
-                                   max_attempts=options.max_attempts)
-                counts = store.status_counts(hashes)
-                reporter.poll()
-                live = pool.live()
-                if counts["pending"] and len(live) < len(pool.slots):
-                    free = [slot for slot in pool.slots if slot.proc is None]
-                    for slot in free[:counts["pending"]]:
-                        pool.spawn(slot, reporter.finished)
-                elif not live:
-                    pool.reap(reporter.finished)  # one may have died since: its run is back
-                    if not store.status_counts(hashes)["pending"]:
-                        break  # runs still 'running' here belong to another driver
-                time.sleep(options.poll_seconds)
-        except KeyboardInterrupt:
-            pool.stop()
-            reporter.poll()
-            raise
-        except BaseException:
-            pool.kill()
-            store.requeue_lost("the local executor stopped on an error", workers=pool.spawned,
-                               hashes=hashes, count_attempt=False)
-            raise
+        with on_hard_exit(pool.kill):  # a second Ctrl-C or SIGTERM kills the workers too
+            supervise(pool, store, hashes, options, reporter, stale)
     reporter.poll()
+
+
+def supervise(pool: LocalPool, store: Store, hashes: list[str], options: ExecOptions,
+              reporter: Reporter, stale: timedelta) -> None:
+    """The driver's loop: reap, requeue stale runs, report, spawn, until nothing is pending."""
+    try:
+        while True:
+            raise_if_interrupted()  # one a finaliser may have swallowed
+            pool.reap(reporter.finished)
+            store.requeue_lost(f"no heartbeat for {options.stale_after:.0f} s",
+                               stale_after=stale, hashes=hashes,
+                               max_attempts=options.max_attempts)
+            counts = store.status_counts(hashes)
+            reporter.poll()
+            live = pool.live()
+            if counts["pending"] and len(live) < len(pool.slots):
+                free = [slot for slot in pool.slots if slot.proc is None]
+                for slot in free[:counts["pending"]]:
+                    pool.spawn(slot, reporter.finished)
+            elif not live:
+                pool.reap(reporter.finished)  # one may have died since: its run is back
+                if not store.status_counts(hashes)["pending"]:
+                    break  # runs still 'running' here belong to another driver
+            time.sleep(options.poll_seconds)
+    except KeyboardInterrupt:
+        pool.stop()
+        reporter.poll()
+        raise
+    except BaseException:
+        pool.kill()
+        store.requeue_lost("the local executor stopped on an error", workers=pool.spawned,
+                           hashes=hashes, count_attempt=False)
+        raise
 
 
 def describe(options: ExecOptions) -> str:

@@ -17,10 +17,11 @@ from typing import Any
 
 from lionbench.executors import EventFn, ExecOptions
 from lionbench.executors.execute import config_of, store_outcome, worker_id
+from lionbench.executors.interrupts import raise_if_interrupted
 from lionbench.executors.progress import Reporter
 from lionbench.store import Store
 
-INTERRUPTED = "interrupted (Ctrl-C); resumes from its last epoch checkpoint"
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM); resumes from its last epoch checkpoint"
 
 
 class RemoteDriver:
@@ -63,6 +64,7 @@ class RemoteDriver:
         last_beat = time.monotonic()
         try:
             while True:
+                raise_if_interrupted()  # one a finaliser may have swallowed
                 rows = []
                 while len(self.inflight) + len(rows) < self.capacity():
                     row = store.claim_next(self.me, self.hashes)

@@ -18,7 +18,10 @@ import subprocess
 import sys
 from typing import Any
 
+from lionbench.errors import LionbenchError
 from lionbench.executors.execute import die_with_parent, execute_claimed, worker_id
+from lionbench.executors.interrupts import interrupt_guard, raise_if_interrupted
+from lionbench.executors.progress import print_epoch_lines
 from lionbench.store import Store
 
 INTERRUPTED = "interrupted (Ctrl-C or SIGTERM); resumes from its last epoch checkpoint"
@@ -46,6 +49,7 @@ def run_in_child(store: Store, row: dict[str, Any], args: argparse.Namespace) ->
                 rc = child.wait(timeout=args.heartbeat)
                 break
             except subprocess.TimeoutExpired:
+                raise_if_interrupted()
                 store.heartbeat(row["id"], row["attempts"])
     except KeyboardInterrupt:
         child.send_signal(signal.SIGINT)  # it gives the run back itself ...
@@ -73,29 +77,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-id", type=int, help="train this one claimed run and exit")
     parser.add_argument("--attempt", type=int)
     args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     payload = json.loads(args.payload)
-    store = Store(args.db, create=False)
-    try:
-        if args.run_id is not None:
-            row = store.get_run(args.run_id)
-            if row is None or row["status"] != "running" or row["attempts"] != args.attempt:
-                return 0  # taken back before this process started: nothing to do
-            execute_claimed(store, row, payload, heartbeat_seconds=args.heartbeat)
+    # without a terminal (a log file), each epoch is a line of the log; on a terminal the
+    # driver's progress bars show the matrix and workers stay quiet
+    emit = None if sys.stdout.isatty() else print_epoch_lines()
+    with interrupt_guard():  # SIGTERM = Ctrl-C: the run in hand goes back to pending
+        store = Store(args.db, create=False)
+        try:
+            if args.run_id is not None:
+                row = store.get_run(args.run_id)
+                if row is None or row["status"] != "running" or row["attempts"] != args.attempt:
+                    return 0  # taken back before this process started: nothing to do
+                execute_claimed(store, row, payload, heartbeat_seconds=args.heartbeat, emit=emit)
+                return 0
+            with open(args.hashes_file) as fh:
+                hashes = json.load(fh)
+            me = worker_id()
+            while (row := store.claim_next(me, hashes)) is not None:
+                if args.fresh_process:
+                    run_in_child(store, row, args)
+                else:
+                    execute_claimed(store, row, payload, heartbeat_seconds=args.heartbeat,
+                                    emit=emit)
+                raise_if_interrupted()
             return 0
-        with open(args.hashes_file) as fh:
-            hashes = json.load(fh)
-        me = worker_id()
-        while (row := store.claim_next(me, hashes)) is not None:
-            if args.fresh_process:
-                run_in_child(store, row, args)
-            else:
-                execute_claimed(store, row, payload, heartbeat_seconds=args.heartbeat)
-        return 0
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        store.close()
+        except KeyboardInterrupt:
+            return 130
+        except LionbenchError as exc:  # e.g. heartbeats that kept failing: one line, exit 1
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            return 1
+        finally:
+            store.close()
 
 
 if __name__ == "__main__":

@@ -175,7 +175,11 @@ def run_benchmark(methods: list[str | dict[str, Any]] | str, backbones: list[str
     check_overrides(overrides, {e.method: get_method(e.method).config_class.field_names()
                                 for e in entries if e.method != FLOOR})
     if steps < 1 or warmup < 0 or batch_size < 1 or image_size < 1:
-        raise ConfigError("steps, batch size and image size must be >= 1, warmup >= 0")
+        raise ConfigError(f"invalid steps={steps}, warmup={warmup}, batch size={batch_size} or "
+                          f"image size={image_size}; steps, batch size and image size must be "
+                          ">= 1, warmup >= 0")
+    if threads is not None and threads < 1:
+        raise ConfigError(f"invalid --threads {threads}; must be >= 1")
     for backbone in backbones:
         get_backbone_spec(backbone)
     dev = select_device(device)

@@ -62,6 +62,9 @@ def load_preset(path: Path) -> BenchOptions:
         doc = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"preset '{path}' not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read preset '{path}' ({getattr(exc, 'strerror', None) or exc});"
+                          " give a YAML file such as benchmarks/perf/quick.yaml") from None
     except yaml.YAMLError:
         raise ConfigError(f"preset '{path}' is not valid YAML") from None
     valid = {f.name for f in fields(BenchOptions)}
@@ -77,6 +80,8 @@ def load_preset(path: Path) -> BenchOptions:
 
 def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> BenchReport:
     """The timing table, then the preset's checks, on the same device in the same process."""
+    if options.threads is not None and options.threads < 1:
+        raise ConfigError(f"invalid --threads {options.threads}; must be >= 1")
     previous_threads = torch.get_num_threads()
     if options.threads:  # for the checks too (run_benchmark sets and restores its own)
         torch.set_num_threads(options.threads)

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from lionbench.files import write_output
+
 
 @dataclass
 class BenchRow:
@@ -58,8 +60,8 @@ class BenchReport:
                 "rows": [asdict(r) for r in self.rows], "checks": self.checks}
 
     def write_json(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        write_output(path, json.dumps(self.to_dict(), indent=2, default=str) + "\n",
+                     "benchmark report")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BenchReport:

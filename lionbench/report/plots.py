@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lionbench.config import PROTOCOL_VERSION
-from lionbench.errors import LionbenchError
+from lionbench.errors import LionbenchError, OutputError
+from lionbench.files import make_output_folder
 
 from . import paper as ref
 from .catalog import default_weights, method_defaults, non_default_settings
@@ -271,19 +273,31 @@ def _save(fig: Figure, output: Path, formats: tuple[str, ...], series: list[Seri
     if bad or not formats:
         raise PlotError(f"unsupported format {', '.join(bad) or '(none)'}; valid: "
                         f"{', '.join(FORMATS)}")
+    targets = [make_output_folder(plot_path(output, fmt), "plot")
+               for fmt in dict.fromkeys(formats)]
+    payload = json.dumps([asdict(s) for s in series])
+    for path in targets:
+        fmt = path.suffix.lstrip(".")
+        meta = ({SERIES_KEY: payload, "Title": title} if fmt == "png"
+                else {"Subject": payload, "Title": title, "Creator": "lionbench"})
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:  # whole or not at all: drawn into a temporary file, then renamed
+            fig.savefig(tmp, format=fmt, metadata=meta, dpi=150)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OutputError(f"cannot write plot '{path}': {exc.strerror or exc}; give a path "
+                              "in a writable folder") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+    return targets
+
+
+def plot_path(output: Path, fmt: str) -> Path:
+    """The file ``output`` names for ``fmt``: ``output.<fmt>`` (a trailing .png/.pdf dropped)."""
     output = Path(output)
     if output.suffix.lstrip(".") in FORMATS:
         output = output.with_suffix("")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    payload = json.dumps([asdict(s) for s in series])
-    paths = []
-    for fmt in dict.fromkeys(formats):
-        path = output.parent / f"{output.name}.{fmt}"
-        meta = ({SERIES_KEY: payload, "Title": title} if fmt == "png"
-                else {"Subject": payload, "Title": title, "Creator": "lionbench"})
-        fig.savefig(path, format=fmt, metadata=meta, dpi=150)
-        paths.append(path)
-    return paths
+    return output.parent / f"{output.name}.{fmt}"
 
 
 def _pdf_string(data: bytes, marker: bytes) -> str | None:

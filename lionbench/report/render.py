@@ -200,6 +200,6 @@ def rich_to_text(renderable: Any, width: int = 200) -> str:
     from rich.console import Console
 
     console = Console(record=True, width=width, file=io.StringIO(), color_system=None,
-                      force_terminal=False)
+                      force_terminal=False, markup=False)  # names are data, not markup
     console.print(renderable)
     return console.export_text()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lionbench.config import PROTOCOL_VERSION
+from lionbench.config import PROTOCOL_VERSION, cell_hash_of
 from lionbench.errors import ConfigError
 from lionbench.store import Store
 
@@ -30,6 +30,8 @@ def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[s
         runs = [r for r in runs if r["run_hash"] in wanted]
     cells: dict[str, dict[str, Any]] = {}
     for r in runs:
+        if r["cell_hash"] is None:  # a database older than schema 3, read as it is
+            r["cell_hash"] = cell_hash_of(json.loads(r["config"]))
         if r["cell_hash"] not in cells:
             cells[r["cell_hash"]] = {k: v for k, v in json.loads(r["config"]).items()
                                      if k != "seed"}

@@ -16,6 +16,7 @@ from typing import Any
 from lionbench.backbones import PRETRAINED, check_pretrained_available, get_backbone_spec
 from lionbench.config import RunConfig, check_overrides, parse_set_options
 from lionbench.data import get_dataset
+from lionbench.errors import DatasetError
 from lionbench.matrix import Matrix, load_matrix_file, parse_seeds, split_names
 from lionbench.methods import get_method
 from lionbench.store import Store
@@ -69,9 +70,17 @@ class Plan:
 
     def validation_sources(self) -> dict[str, str]:
         """Dataset -> where its runs' model selection reads validation from, in words (a
-        folder's own ``val/`` or ``validation/``, a seeded hold-out, K-shot's choice)."""
-        return {c.dataset: get_dataset(c.dataset).validation_source(c.train.val_fraction)
-                for c in self.configs}
+        folder's own ``val/`` or ``validation/``, a seeded hold-out, K-shot's choice); data not
+        on this machine (yet: a worker elsewhere may have it) is said to be unknown here."""
+        sources: dict[str, str] = {}
+        for c in self.configs:
+            if c.dataset not in sources:
+                try:
+                    spec = get_dataset(c.dataset)
+                    sources[c.dataset] = spec.validation_source(c.train.val_fraction)
+                except DatasetError:
+                    sources[c.dataset] = "unknown here (the data is not on this machine)"
+        return sources
 
     def rows(self, force: bool = False, retry_failed: bool = False) -> list[dict[str, Any]]:
         todo = {c.run_hash for c in self.to_run(force, retry_failed)}

@@ -24,9 +24,12 @@ from typing import Any
 from lionbench.config import RunConfig, run_config_from_dict
 from lionbench.data import get_dataset
 from lionbench.data.digest import digest_if_present
+from lionbench.errors import DatasetError
 from lionbench.executors import EventFn, ExecOptions, get_executor
 from lionbench.executors.execute import config_of, execute_claimed, worker_id
+from lionbench.executors.interrupts import interrupt_guard, raise_if_interrupted
 from lionbench.executors.local import describe as describe_local
+from lionbench.files import check_folder_writable
 from lionbench.store import Store
 from lionbench.store.provenance import host_name
 from lionbench.train import select_device
@@ -93,6 +96,8 @@ def reclaim_stale(store: Store, hashes: list[str],
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A zombie (killed, not yet reaped: an orphan waits
+    for init to reap it, which can take seconds) holds no run and counts as gone."""
     if pid == os.getpid():
         return False  # a row claimed by this very process cannot be running now
     try:
@@ -101,7 +106,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): alive, as far as we can tell
+    return state not in ("Z", "X")
 
 
 def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
@@ -112,10 +121,22 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
 
     ``executor``: ``inline`` (this process), ``local``, ``ray`` or ``slurm`` (lionbench.executors)
     with ``options``; ``data_root`` and ``device`` given here win over the options' own.
+    Called from the main thread, SIGTERM acts like Ctrl-C meanwhile and a second signal ends
+    the process at once (lionbench.executors.interrupts).
     """
+    with interrupt_guard():
+        return _run_plan(plan, force=force, retry_failed=retry_failed, data_root=data_root,
+                         device=device, on_event=on_event, executor=executor, options=options)
+
+
+def _run_plan(plan: Plan, *, force: bool, retry_failed: bool, data_root: Path | None,
+              device: str, on_event: EventFn | None, executor: str,
+              options: ExecOptions | None) -> RunSummary:
     store = plan.store
     emit = on_event or (lambda kind, info: None)
     opts = resolve_options(store, options, data_root=data_root, device=device)
+    if opts.checkpoint_dir is not None:  # before any run starts, not as each run's failure
+        check_folder_writable(opts.checkpoint_dir, "checkpoint folder")
     todo = plan.to_run(force, retry_failed)
     if opts.run_fn is None:  # lionbench trains: without the weights, fail before storing
         check_weights_available(todo)
@@ -153,9 +174,15 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
 
 def planned_data_ids(configs: list[RunConfig], data_root: Path | None) -> dict[str, str | None]:
     """Dataset name -> the digest of its data here (None where absent), once per dataset: what
-    new runs record as the data they were planned on (lionbench.data.digest)."""
-    return {name: digest_if_present(get_dataset(name), data_root)
-            for name in dict.fromkeys(c.dataset for c in configs)}
+    new runs record as the data they were planned on (lionbench.data.digest). A folder not on
+    this machine counts as absent: a worker elsewhere records the digest of what it reads."""
+    ids: dict[str, str | None] = {}
+    for name in dict.fromkeys(c.dataset for c in configs):
+        try:
+            ids[name] = digest_if_present(get_dataset(name), data_root)
+        except DatasetError:
+            ids[name] = None
+    return ids
 
 
 def run_inline(store: Store, hashes: list[str], opts: ExecOptions, emit: EventFn,
@@ -168,6 +195,7 @@ def run_inline(store: Store, hashes: list[str], opts: ExecOptions, emit: EventFn
     while (row := store.claim_next(me, hashes)) is not None:
         emit("run", {"config": run_config_from_dict(config_of(row)), "row": row})
         execute_claimed(store, row, payload, heartbeat_seconds=opts.heartbeat_seconds, emit=emit)
+        raise_if_interrupted()  # one a finaliser may have swallowed
 
 
 def resolve_options(store: Store, options: ExecOptions | None, *, data_root: Path | None,

@@ -48,6 +48,7 @@ from sqlalchemy import Boolean, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from lionbench import __version__
+from lionbench.files import write_output
 
 from .provenance import host_name
 from .records import (
@@ -118,12 +119,7 @@ def export_runs(store: Store, fmt: str, output: Path | TextIO | None = None,
     if output is None:
         sys.stdout.write(buf.getvalue())
     elif isinstance(output, Path | str):
-        path = Path(output)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(buf.getvalue(), encoding="utf-8")
-        except OSError as exc:
-            raise ExchangeError(f"cannot write '{path}': {exc.strerror or exc}") from None
+        write_output(output, buf.getvalue(), "export")
     else:
         output.write(buf.getvalue())
     return len(rows)
@@ -136,12 +132,25 @@ def _now() -> str:
 # --- import ----------------------------------------------------------------------------------
 def import_runs(store: Store, source: str | Path) -> ImportReport:
     """Merge runs from an export (.csv / .json) or another database (SQLite file or URL)."""
-    name = display_name(source)
     records, about = read_export(source)  # all checked before the first write
+    return merge_records(store, records, display_name(source), about)
+
+
+def import_into(db: str | None, source: str | Path) -> ImportReport:
+    """:func:`import_runs` into the database ``db`` (a URL or path), opened only once every
+    record of ``source`` has passed its checks: a bad source creates no database."""
+    records, about = read_export(source)
+    return merge_records(Store(db), records, display_name(source), about)
+
+
+def merge_records(store: Store, records: list[dict[str, Any]], name: str,
+                  about: dict[str, Any] | None = None) -> ImportReport:
+    """Write checked records in one transaction (the rules in the module docstring), each
+    stamped with its origin (``about``: what the export says of itself, e.g. its host)."""
     report = ImportReport(name, records=len(records))
     imported_at = _now()
     for rec in records:
-        stamp_origin(rec, name, imported_at, about)
+        stamp_origin(rec, name, imported_at, about or {})
     chosen: dict[str, dict[str, Any]] = {}
     for rec in records:
         old = chosen.get(rec["run_hash"])
@@ -192,5 +201,5 @@ def stamp_origin(rec: dict[str, Any], source: str, imported_at: str, about: dict
     rec["imported_result"] = rec["status"] in ("done", "failed")
 
 
-__all__ = ["ExchangeError", "ImportReport", "export_runs", "import_runs", "read_rows",
-           "stamp_origin"]
+__all__ = ["ExchangeError", "ImportReport", "export_runs", "import_into", "import_runs",
+           "merge_records", "read_rows", "stamp_origin"]

@@ -16,13 +16,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Boolean, Float, Integer, inspect, make_url, select
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import Boolean, Float, Integer, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from lionbench.config import canonical_json, cell_hash_of, run_hash_of
 from lionbench.errors import LionbenchError
 
-from .engine import create_db_engine, resolve_url
+from .engine import create_db_engine, hide_password, resolve_url
 from .schema import JSON_COLUMNS, SCHEMA_VERSION, STATUSES, meta_table, runs
 from .store import Store
 
@@ -61,12 +61,7 @@ def read_export(source: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any
 def display_name(source: str | Path) -> str:
     """``source`` for messages: a database URL with its password hidden."""
     text = str(source)
-    if "://" not in text:
-        return text
-    try:
-        return make_url(text).render_as_string(hide_password=True)
-    except ArgumentError:
-        return text.split("://", 1)[0] + "://..."
+    return hide_password(text) if "://" in text else text
 
 
 def _read_source(source: str | Path) -> tuple[list[Any], dict[str, Any]]:
@@ -99,8 +94,8 @@ def _read_source(source: str | Path) -> tuple[list[Any], dict[str, Any]]:
 def _read_database(url: str) -> list[Any]:
     """Rows of another lionbench database, read only: an older schema is read as it is (its
     missing columns come out empty), never migrated, so importing leaves the source alone."""
-    engine = create_db_engine(resolve_url(url))  # a StoreError for a malformed URL
-    safe = engine.url.render_as_string(hide_password=True)
+    safe = hide_password(url)
+    engine = create_db_engine(resolve_url(url), read_only=True)  # StoreError: bad URL, no file
     try:
         with engine.connect() as conn:
             if not all(engine.dialect.has_table(conn, t) for t in ("meta", "runs")):
@@ -182,6 +177,7 @@ def coerce_record(rec: Any, where: str) -> dict[str, Any]:
         raise ExchangeError(f"{where}: required field(s) missing: {', '.join(missing)}")
     out["tags"] = out["tags"] or ""
     out["attempts"] = out["attempts"] or 0
+    out["interrupts"] = out["interrupts"] or 0  # exports before schema 4 have none
     if out["status"] not in STATUSES:
         raise ExchangeError(f"{where}: invalid status '{out['status']}'; valid: "
                             f"{', '.join(STATUSES)}")

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from lionbench.config import cell_hash_of
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 STATUSES = ("pending", "running", "done", "failed")
 FINISHED = ("done", "failed")
 
@@ -50,7 +50,8 @@ runs = Table(
     Column("protocol_version", Integer, nullable=False),
     Column("tags", String(256), nullable=False, default=""),
     Column("status", String(16), nullable=False, index=True),
-    Column("attempts", Integer, nullable=False, default=0),
+    Column("attempts", Integer, nullable=False, default=0),  # claims so far: never lowered
+    Column("interrupts", Integer, nullable=False, default=0, server_default="0"),  # v5
     Column("created_at", String(32), nullable=False),
     Column("started_at", String(32)),
     Column("finished_at", String(32)),
@@ -120,5 +121,16 @@ def _v4(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {sql_type}"))
 
 
+def _v5(conn: Connection) -> None:
+    """``interrupts``: claims that ended by the user's interrupt (Ctrl-C, SIGTERM). Before v5 an
+    interrupt *lowered* ``attempts``, so a later claim could get an attempt number an earlier,
+    still live claim held, and both passed the fencing checks; now ``attempts`` only grows
+    (it is the claim's fencing token) and interrupts are counted here instead: the attempts
+    charged against ``--max-attempts`` are ``attempts - interrupts``."""
+    if "interrupts" not in {c["name"] for c in inspect(conn).get_columns("runs")}:
+        conn.execute(text("ALTER TABLE runs ADD COLUMN interrupts INTEGER NOT NULL DEFAULT 0"))
+
+
 # version -> the step that brings a database from version-1 to version
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4,
+                                                      5: _v5}

@@ -11,18 +11,33 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import random
+import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Connection, and_, func, insert, inspect, literal, or_, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from lionbench.config import PROTOCOL_VERSION, RunConfig, canonical_json
 from lionbench.errors import StoreError
 
-from .engine import MEMORY_URLS, create_db_engine, resolve_url
-from .queue import RunQueue, utcnow
+from .engine import (
+    BUSY_TIMEOUT_S,
+    DEFAULT_DB,
+    MEMORY_URLS,
+    create_db_engine,
+    describe_failure,
+    first_line,
+    hide_password,
+    redact,
+    resolve_url,
+    sqlite_path,
+)
+from .queue import RunQueue
 from .schema import (
     FINISHED,
     JSON_COLUMNS,
@@ -39,35 +54,48 @@ if TYPE_CHECKING:
 PROGRESS_COLUMNS = ("id", "run_hash", "status", "method", "backbone", "dataset", "seed",
                     "test_top1", "val_top1", "params_trainable", "train_seconds",
                     "failure_reason", "attempts")
+MIGRATION_LOCK = 7_242_001  # PostgreSQL advisory lock held while a database is created/upgraded
 
 
 class Store(RunQueue):
-    """Library access to the results database; the CLI is a thin layer over these methods."""
+    """Library access to the results database; the CLI is a thin layer over these methods.
+
+    ``create``: make lionbench's tables in an empty database (else a StoreError).
+    ``read_only``: open without creating, migrating or changing anything (``status``,
+    ``table``, ``export``, ``plot``): the database must exist; an older schema is read as it
+    is (columns it lacks read as empty), a newer one is refused.
+    """
 
     table = runs
 
-    def __init__(self, url: str | None = None, *, create: bool = True):
+    def __init__(self, url: str | None = None, *, create: bool = True, read_only: bool = False):
+        raw = url or os.environ.get("LIONBENCH_DB") or DEFAULT_DB
         self.url = resolve_url(url)
-        self.engine = create_db_engine(self.url)
+        self.read_only = read_only
+        self.engine = create_db_engine(self.url, read_only=read_only,
+                                       create_folder="://" not in raw)
+        self.schema_version = SCHEMA_VERSION
+        self.columns: set[str] = set(runs.c.keys())
         try:
-            with self.engine.begin() as conn:
-                self._migrate(conn, create)
-        except OperationalError as exc:
-            reason = str(exc.orig).splitlines()[0] if exc.orig else str(exc)
+            self._open(create and not read_only)
+        except StoreError:
+            self.engine.dispose()
+            raise
+        except SQLAlchemyError as exc:  # what the engine's hook did not already make one line
+            self.engine.dispose()
+            reason = redact(first_line(exc), self.url)
             raise StoreError(f"cannot open database '{self.safe_url}': {reason}") from None
 
     @property
     def safe_url(self) -> str:
-        """The URL as it may be printed (password hidden)."""
-        return self.engine.url.render_as_string(hide_password=True)
+        """The URL as it may be printed (password and secret parameters hidden)."""
+        return hide_password(self.url)
 
     @property
     def sqlite_file(self) -> Path | None:
         """The database file of a SQLite store on disk; None in memory or on a server."""
-        if self.engine.dialect.name != "sqlite" or self.url in MEMORY_URLS:
-            return None
-        database = self.engine.url.database
-        return Path(database).resolve() if database else None
+        path = sqlite_path(self.url)
+        return path.resolve() if path is not None else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -81,24 +109,91 @@ class Store(RunQueue):
         """Drop pooled connections (a forked process must not share its parent's)."""
         self.engine.dispose()
 
-    def _migrate(self, conn: Connection, create: bool) -> None:
-        has_meta = self.engine.dialect.has_table(conn, "meta")
-        version = 0
-        if has_meta:
-            row = conn.execute(select(meta_table.c.value).where(
-                meta_table.c.key == "schema_version")).first()
-            version = int(row[0]) if row else 0
+    # --- opening ----------------------------------------------------------------------------
+    def _open(self, create: bool) -> None:
+        """Check the schema; create or upgrade it (writing stores) under a lock, so that any
+        number of processes opening one new database at once all succeed."""
+        with self.engine.connect() as conn:
+            version = self._version(conn)
+            if version >= 0 and not self.read_only:
+                self._use_wal(conn)  # only on a database that is (or will be) lionbench's
+        if version == SCHEMA_VERSION:
+            return
+        self._refuse(version, create)
+        if self.read_only:
+            with self.engine.connect() as conn:
+                self.columns = {c["name"] for c in inspect(conn).get_columns("runs")}
+            self.schema_version = version
+            return
+        with self.engine.connect() as conn:
+            self._lock(conn)  # a second process waits here, then finds the work done
+            version = self._version(conn)
+            self._refuse(version, create)
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[step](conn)
+            conn.execute(meta_table.delete().where(meta_table.c.key == "schema_version"))
+            conn.execute(insert(meta_table).values(key="schema_version",
+                                                   value=str(SCHEMA_VERSION)))
+            conn.commit()
+
+    def _use_wal(self, conn: Connection) -> None:
+        """SQLite on disk: WAL (readers never block the writer), a setting the file keeps.
+
+        Switching needs an exclusive lock, and two processes switching one new file at once
+        can deadlock, which SQLite reports at once as "locked" instead of waiting: retry
+        until the mode reads ``wal`` (the other process may have switched it meanwhile)."""
+        if not self.is_sqlite or self.in_memory:
+            return
+        raw = conn.connection.driver_connection  # the sqlite3 connection: its own errors
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                if str(raw.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                    return
+                raw.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StoreError(describe_failure(self.safe_url, self.url, exc)) from None
+                if time.monotonic() > deadline:
+                    raise StoreError(describe_failure(self.safe_url, self.url, exc)) from None
+                time.sleep(random.uniform(0.01, 0.1))
+
+    def _lock(self, conn: Connection) -> None:
+        """Take the database's write lock for the rest of ``conn``'s transaction."""
+        if self.engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # waits up to the busy timeout
+        elif self.engine.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(literal(MIGRATION_LOCK))))
+
+    def _version(self, conn: Connection) -> int:
+        """The schema version in ``meta`` (0: no lionbench tables); -1 for a foreign database."""
+        names = set(inspect(conn).get_table_names())
+        if "meta" not in names:
+            lionbench_tables = {"runs"} & names
+            others = names - {"runs"}
+            if lionbench_tables or (others and self.engine.dialect.name == "sqlite"):
+                return -1
+            return 0
+        if not {"key", "value"} <= {c["name"] for c in inspect(conn).get_columns("meta")}:
+            return -1  # a `meta` table of some other program
+        value = conn.execute(select(meta_table.c.value).where(
+            meta_table.c.key == "schema_version")).scalar()
+        try:
+            return int(value) if value is not None else -1
+        except ValueError:
+            return -1
+
+    def _refuse(self, version: int, create: bool) -> None:
+        """A StoreError for a database this store must not open."""
         if version > SCHEMA_VERSION:
             raise StoreError(f"database '{self.safe_url}' has schema {version}, newer than this "
                              f"lionbench ({SCHEMA_VERSION}); upgrade lionbench")
-        if version == SCHEMA_VERSION:
-            return
-        if not create and version == 0:
-            raise StoreError(f"'{self.safe_url}' is not a lionbench database")
-        for step in range(version + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[step](conn)
-        conn.execute(meta_table.delete().where(meta_table.c.key == "schema_version"))
-        conn.execute(insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION)))
+        if version < 0:
+            raise StoreError(f"'{self.safe_url}' is not a lionbench database (it holds other "
+                             "tables); give a lionbench database or a new path")
+        if version == 0 and (self.read_only or not create):
+            raise StoreError(f"'{self.safe_url}' is not a lionbench database (no lionbench "
+                             "tables); `lionbench run` creates one at a new path")
 
     # --- adding ----------------------------------------------------------------------------
     def add_pending(self, configs: Iterable[RunConfig], tags: str = "",
@@ -122,8 +217,8 @@ class Store(RunQueue):
                     backbone=c.backbone, weights=c.weights, weights_id=c.weights_id,
                     dataset=c.dataset, seed=c.seed,
                     config=canonical_json(c.to_dict()), protocol_version=PROTOCOL_VERSION,
-                    tags=tags, status="pending", attempts=0, created_at=utcnow(),
-                    data_id=data_ids.get(c.dataset))
+                    tags=tags, status="pending", attempts=0, interrupts=0,
+                    created_at=self.now(), data_id=data_ids.get(c.dataset))
                 if dialect in ("sqlite", "postgresql"):
                     module = _dialect_module(dialect)
                     stmt = module.insert(runs).values(**values).on_conflict_do_nothing(
@@ -207,7 +302,9 @@ class Store(RunQueue):
         return [dict(zip(names, row, strict=True)) for row in self._select(status, names)]
 
     def _select(self, status: str | None, names: list[str]) -> list[tuple[Any, ...]]:
-        query = select(*(runs.c[n] for n in names)).order_by(runs.c.id)
+        """Rows of ``names``; a column an older (read-only) database lacks reads as None."""
+        query = select(*(runs.c[n] if n in self.columns else literal(None).label(n)
+                         for n in names)).order_by(runs.c.id)
         if status:
             query = query.where(runs.c.status == status)
         with self.engine.connect() as conn:

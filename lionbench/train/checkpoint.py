@@ -72,29 +72,31 @@ def load_checkpoint(path: Path, run_hash: str, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, scheduler: Any,
                     gen: torch.Generator) -> LoopState | None:
     """Restore model, optimizer, scheduler and RNGs from ``path``; None (start over) when the
-    file is absent, unreadable, or belongs to another run.
+    file is absent, unreadable, belongs to another run, or does not fit the model (code that
+    changed under it): such a file is discarded with a one-line warning, since a bad file
+    must cost its epochs, never the run.
 
-    A checkpoint that reads but does not fit the model (code changed under it) is deleted and
-    raises: the model may be half-loaded by then, and the run's failure names the cause.
+    Everything is checked before the first value is applied (tensor shapes against the model,
+    parameter groups against the optimizer), so a discarded file leaves the model untouched.
     """
     if not path.exists():
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != FORMAT or state.get("run_hash") != run_hash:
-            raise ValueError("written for another run or by another lionbench version")
-    except Exception as exc:  # nothing applied yet: a bad file costs its epochs, not the run
-        warnings.warn(f"ignoring checkpoint {path}: {exc}", stacklevel=2)
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ValueError("not a lionbench checkpoint of this version")
+        if state.get("run_hash") != run_hash:
+            raise ValueError("written for another run")
+        misfit = _misfit(state, model, optimizer)
+        if misfit:
+            raise ValueError(f"does not fit the model ({misfit})")
+    except Exception as exc:  # nothing applied yet
+        _discard(path, exc)
         return None
-    try:
-        model.load_state_dict(state["model"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state["scheduler"] is not None:
-            scheduler.load_state_dict(state["scheduler"])
-    except Exception as exc:
-        path.unlink(missing_ok=True)
-        raise RuntimeError(f"checkpoint {path} does not fit the model ({exc}); deleted it, "
-                           "retry the run to start over") from None
+    model.load_state_dict(state["model"], strict=False)
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng_torch"])
     gen.set_state(state["rng_gen"])
     if state["rng_cuda"] is not None and torch.cuda.is_available():
@@ -103,6 +105,46 @@ def load_checkpoint(path: Path, run_hash: str, model: torch.nn.Module,
     if loader is not None and state["metrics"] is not None:
         loader(state["metrics"])
     return LoopState(**state["loop"])
+
+
+def _discard(path: Path, exc: BaseException) -> None:
+    """Warn in one line (never torch's advice to unpickle untrusted files) and delete the file."""
+    if isinstance(exc, ValueError) and str(exc):
+        why = str(exc).splitlines()[0][:200]
+    else:
+        why = f"unreadable ({type(exc).__name__})"
+    warnings.warn(f"ignoring checkpoint {path}: {why}; the run starts over", stacklevel=3)
+    path.unlink(missing_ok=True)
+
+
+def _misfit(state: dict[str, Any], model: torch.nn.Module,
+            optimizer: torch.optim.Optimizer) -> str:
+    """What in ``state`` does not fit ``model`` and ``optimizer`` (empty when all fits)."""
+    own = model.state_dict()
+    saved = state.get("model")
+    if not isinstance(saved, dict) or not isinstance(state.get("loop"), dict):
+        return "no model state"
+    unknown = [k for k in saved if k not in own]
+    if unknown:
+        return f"{len(unknown)} unknown tensor(s), e.g. {unknown[0]}"
+    for key, value in saved.items():
+        if not isinstance(value, torch.Tensor) or value.shape != own[key].shape:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value)
+            return f"{key}: {shape} saved, {tuple(own[key].shape)} in the model"
+    opt = state.get("optimizer")
+    if not isinstance(opt, dict) or "param_groups" not in opt:
+        return "no optimizer state"
+    groups = [len(g["params"]) for g in optimizer.param_groups]
+    if [len(g.get("params", ())) for g in opt["param_groups"]] != groups:
+        return "optimizer parameter groups differ"
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    ids = [i for g in opt["param_groups"] for i in g["params"]]
+    for index, param in zip(ids, params, strict=True):
+        for name, value in (opt.get("state", {}).get(index) or {}).items():
+            if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                return f"optimizer state '{name}' of a {tuple(param.shape)} parameter is " \
+                       f"{tuple(value.shape)}"
+    return ""
 
 
 def _metrics_state(model: torch.nn.Module) -> Any:

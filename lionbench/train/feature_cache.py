@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,15 +55,31 @@ def cache_applies(config: RunConfig, model: PetlModel) -> bool:
 
 
 class _Bank:
-    """Features of one backbone + transform, one row per distinct image."""
+    """Features of one backbone + transform, one row per distinct image.
+
+    A bank file that cannot be read or does not hold what it should (a truncated write by a
+    killed process, a disk error, another program's file) is set aside with a one-line warning
+    and the features computed again: the cache only ever saves time, so a bad file must never
+    fail a run, let alone every later one.
+    """
 
     def __init__(self, path: Path | None):
         self.path, self.rows = path, {}
         self.features: Tensor | None = None
         if path is not None and path.is_file():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            self.rows = {k: i for i, k in enumerate(saved["keys"])}
-            self.features = saved["features"]
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                keys, features = saved["keys"], saved["features"]
+                if (not isinstance(features, Tensor) or features.dim() < 1
+                        or len(keys) != len(features) or len(set(keys)) != len(keys)):
+                    raise ValueError("keys and features do not match")
+            except Exception as exc:  # any unreadable or inconsistent file: compute again
+                warnings.warn(f"ignoring feature cache {path} ({type(exc).__name__}); its "
+                              "features are computed again", stacklevel=2)
+                path.unlink(missing_ok=True)
+                return
+            self.rows = {k: i for i, k in enumerate(keys)}
+            self.features = features
 
     def add(self, keys: list[str], features: Tensor) -> None:
         start = len(self.rows)

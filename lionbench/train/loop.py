@@ -12,6 +12,7 @@ Validation must not be empty (``check_selection_sets``): selection on nothing ke
 
 from __future__ import annotations
 
+import inspect
 import math
 import resource
 import time
@@ -36,7 +37,8 @@ from .checkpoint import LoopState, load_checkpoint, save_checkpoint
 from .device import select_device
 from .feature_cache import cached_run
 
-ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+# (phase, done, total[, info]); info (the epoch's numbers) only for callbacks taking a 4th arg
+ProgressFn = Callable[..., None]
 
 
 @dataclass
@@ -147,7 +149,10 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
                                       train_seconds, seen),
                             model, optimizer, scheduler, gen, trainable_state(model))
         if progress:
-            progress("epoch", epoch + 1, cfg.epochs)
+            report_progress(progress, "epoch", epoch + 1, cfg.epochs,
+                            {"epoch": epoch + 1, "epochs": cfg.epochs,
+                             "train_loss": history[-1]["train_loss"], "val_top1": val_top1,
+                             "seconds": time.perf_counter() - start})
     extra = {"history": history, "params_by_component": counts.by_component,
              "validation": validation, **model.extra_metrics()}
 
@@ -181,6 +186,22 @@ def check_selection_sets(spec: DatasetSpec, train_set: ImageSet, val_set: ImageS
                            "no epoch can be selected; give every class at least two training "
                            "images, or images in its validation split")
     return f"{source}: {len(val_set)} images"
+
+
+def report_progress(progress: ProgressFn, phase: str, done: int, total: int,
+                    info: dict[str, Any]) -> None:
+    """Call ``progress(phase, done, total, info)``, or without ``info`` for a callback written
+    for three arguments (the older form), so both kinds keep working."""
+    try:
+        params = inspect.signature(progress).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: assume the older form
+        params = []
+    takes_info = any(p.kind is p.VAR_POSITIONAL for p in params) or sum(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params) >= 4
+    if takes_info:
+        progress(phase, done, total, info)
+    else:
+        progress(phase, done, total)
 
 
 def to_device(x: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lionbench.config import RunConfig, TrainConfig, check_overrides
+from lionbench.files import check_writable, write_output
 from lionbench.methods import get_method
 from lionbench.store.provenance import git_state, package_versions
 
@@ -39,7 +40,12 @@ class PretrainResult:
 def pretrain_backbone(backbone: str, dataset: str, output: Path, *, train: dict[str, Any],
                       seed: int = 0, data_root: Path | None = None, device: str = "auto",
                       progress: ProgressFn | None = None) -> PretrainResult:
-    """Train ``backbone`` from random init on ``dataset`` and save it to ``output``."""
+    """Train ``backbone`` from random init on ``dataset`` and save it to ``output``.
+
+    ``output`` and its JSON sidecar are checked to be writable first: a typo in ``-o`` must
+    not cost a pretraining run."""
+    output = check_writable(output, "checkpoint")
+    check_writable(output.with_suffix(".json"), "checkpoint record")
     check_overrides(train, {"fine-tuning": get_method("fine-tuning").config_class.field_names()})
     config: RunConfig = create_run_config("fine-tuning", backbone, dataset, seed, "none", train)
     start = time.perf_counter()
@@ -50,11 +56,9 @@ def pretrain_backbone(backbone: str, dataset: str, output: Path, *, train: dict[
     head = {id(p) for p in net.get_classifier().parameters()}
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict(keep_vars=True).items()
              if id(v) not in head}
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    save_file(state, str(output))
+    write_output(output, save(state), "checkpoint")
     commit, dirty = git_state()
     record = {
         "backbone": backbone, "source_dataset": dataset, "seed": seed,
@@ -65,6 +69,7 @@ def pretrain_backbone(backbone: str, dataset: str, output: Path, *, train: dict[
         "device": device_name(dev), "git_commit": commit, "git_dirty": dirty,
         "versions": package_versions(), "history": result.extra.get("history"),
     }
-    output.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+    write_output(output.with_suffix(".json"), json.dumps(record, indent=2) + "\n",
+                 "checkpoint record")
     return PretrainResult(output, result.test_top1, result.val_top1, result.best_epoch, seconds,
                           output.stat().st_size)
