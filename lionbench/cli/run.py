@@ -150,6 +150,10 @@ def execute_plan(plan: Plan, *, dry_run: bool, force: bool, retry_failed: bool,
                                 options=exec_options)
     if show_table and summary.done + summary.skipped:
         print_table(plan.store, hashes=plan.hashes, method_order=plan.method_order)
+    for row in plan.store.runs_with_warnings(plan.hashes):
+        err_console.print(f"warning: {row['method']} / {row['backbone']} / {row['dataset']} / "
+                          f"seed {row['seed']}: {'; '.join(row['warnings'])}", highlight=False,
+                          markup=False, soft_wrap=True)
     if summary.failed:
         err_console.print(f"{summary.failed} run(s) failed; see `lionbench status`",
                           highlight=False)

@@ -9,8 +9,10 @@ runs, since the paper's Params is "the maximum number of parameters that can be 
 
 Honesty rules: only ``status == "done"`` runs count; runs from a dirty git tree (``*``) or an
 older protocol version (``†``) are flagged in their cell and explained in a footnote, or left
-out with ``clean_only=True``; runs that started from other weights than the method's usual ones
-(pretrained; none for retraining) get a row of their own, e.g. ``head-tuning (weights=none)``.
+out with ``clean_only=True``; runs stored with solver warnings (``‡``: equilibrium solves that
+did not converge, ``lionbench.store.health``) are flagged likewise; runs that started from
+other weights than the method's usual ones (pretrained; none for retraining) get a row of their
+own, e.g. ``head-tuning (weights=none)``.
 
 ``compare="paper"`` writes the paper's value and our difference beside each of our cells:
 ``0.8512 (paper 0.8628, -0.0116)`` (difference = ours - paper; ``- (paper 0.8628)`` where we
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lionbench.config import PROTOCOL_VERSION
+from lionbench.store.health import has_warnings
 
 from . import paper as ref
 from .catalog import default_weights, non_default_settings
@@ -33,7 +36,8 @@ __all__ = ["Cell", "Column", "ComparisonTable", "Row", "build_table", "cell_text
            "format_number", "PRESETS"]
 
 PRESETS = ref.PRESETS
-FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020"}  # † for an old protocol version
+FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020",  # † for an old protocol version
+                "solver": "\u2021"}  # ‡ for unconverged equilibrium solves
 PRETRAINED_ALIASES = {"pretrained", "timm"}
 DIGITS, PARAM_DIGITS = 4, 3
 
@@ -110,6 +114,9 @@ class ComparisonTable:
         if "protocol" in used:
             notes.append(f"{FLAG_SYMBOLS['protocol']} includes runs from another protocol "
                          f"version than the current one ({self.current_protocol})")
+        if "solver" in used:
+            notes.append(f"{FLAG_SYMBOLS['solver']} includes runs whose equilibrium solves did "
+                         "not converge (more than 1 % of them; `lionbench status` lists them)")
         if self.compare == "paper":
             notes.append("(paper P, D): the paper's value P and ours minus the paper's, D")
         return notes
@@ -181,6 +188,7 @@ def _normalise(records: list[dict[str, Any]], metric: str, current_protocol: int
                     "_settings": labels[key], "_value": _number(r.get(metric)),
                     "_dirty": bool(r.get("git_dirty") or False),
                     "_protocol": version is not None and version != current_protocol,
+                    "_solver": has_warnings(r.get("warnings")),
                     "_params": _number(r.get("params_trainable"))})
     return out
 
@@ -317,7 +325,7 @@ def _cell(group: list[dict[str, Any]]) -> Cell:
     n = len(values)
     mean = math.fsum(values) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
-    flags = tuple(f for f in ("dirty", "protocol") if any(r[f"_{f}"] for r in group))
+    flags = tuple(f for f in FLAG_SYMBOLS if any(r[f"_{f}"] for r in group))
     return Cell(mean=mean, std=std, n=n, flags=flags)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Table, or_, select, update
 from sqlalchemy.engine import Engine
 
+from .health import warnings_json
 from .schema import METRIC_COLUMNS, STATUSES
 
 
@@ -78,13 +79,15 @@ class RunQueue:
 
     def mark_done(self, run_id: int, metrics: dict[str, Any], extra: dict[str, Any],
                   provenance: dict[str, Any], attempt: int | None = None) -> bool:
-        """Store a result (one UPDATE: never a partial row). With ``attempt``, only while that
-        claim still holds the run, so a run requeued meanwhile is not stored twice."""
+        """Store a result (one UPDATE: never a partial row), with the health warnings derived
+        from ``extra`` (store/health.py). With ``attempt``, only while that claim still holds
+        the run, so a run requeued meanwhile is not stored twice."""
         values = {k: _clean(metrics.get(k)) for k in METRIC_COLUMNS}
         with self.engine.begin() as conn:
             res = conn.execute(update(self.table).where(*claim_held(self.table, run_id, attempt))
                                .values(status="done", finished_at=utcnow(), failure_reason=None,
                                        extra=json.dumps(extra, default=_json_default),
+                                       warnings=warnings_json(extra),
                                        **values, **provenance))
         return res.rowcount == 1
 

@@ -23,6 +23,7 @@ from lionbench.config import canonical_json, cell_hash_of, run_hash_of
 from lionbench.errors import LionbenchError
 
 from .engine import create_db_engine, resolve_url
+from .health import warnings_json
 from .schema import JSON_COLUMNS, SCHEMA_VERSION, STATUSES, meta_table, runs
 from .store import Store
 
@@ -186,6 +187,8 @@ def coerce_record(rec: Any, where: str) -> dict[str, Any]:
                                 f"config ({config.get(key)!r})")
     out["config"] = canonical_json(config)
     out["cell_hash"] = cell_hash_of(config)  # derived, never taken from the record
+    if out["warnings"] is None and out["status"] == "done":  # an export from before schema 4
+        out["warnings"] = warnings_json(json.loads(out["extra"]) if out["extra"] else {})
     return out
 
 
