@@ -21,7 +21,10 @@ import yaml
 
 from lionbench.errors import ConfigError
 
-PROTOCOL_VERSION = 1
+# 2: LION v2 (issue 14): robust training ranks each prompt tensor on its own, `contraction` is
+# the exact Lipschitz bound of a unit (operator-normalised weights). A stored LION run of
+# protocol 1 used other equations under the same setting names, so it is flagged (†).
+PROTOCOL_VERSION = 2
 
 AUGMENTATIONS = ("auto", "none", "flip-crop", "crop")
 DEVICES = ("auto", "cpu", "cuda")

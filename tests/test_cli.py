@@ -47,7 +47,7 @@ def test_matrix_end_to_end_then_skip_and_table(db_url):
     assert 0 <= row.test_top1 <= 1 and row.test_top5 >= row.test_top1
     assert row.git_commit is None or len(row.git_commit) == 40
     assert "torch" in row.versions and row.device.startswith("cpu")
-    assert row.config["train"]["epochs"] == 1 and row.config["protocol_version"] == 1
+    assert row.config["train"]["epochs"] == 1 and row.config["protocol_version"] == 2
 
     plan = invoke(*BASE, "--db", db_url, "--dry-run")
     assert "0 to run, 2 already stored" in plan.output
