@@ -81,6 +81,21 @@ def test_unit_is_a_contraction_with_the_set_constant(layers):
     assert max(ratios) <= 0.7 ** layers * (1 + 2e-3)
 
 
+def test_unit_attains_its_bound_where_tanh_is_linear():
+    """`contraction` is the Lipschitz constant itself, not a loose bound: where P2's
+    pre-activation W z + b is 0, the unit's Jacobian is c W / ||W||, of norm exactly c."""
+    torch.manual_seed(0)
+    block = EquilibriumPrompt([LinearBranch(6)], 0.7, SolverConfig()).double()
+    layer = block.branches[0].fc.layer
+    with torch.no_grad():
+        layer.weight.mul_(3)
+    w_hat = (layer.weight / torch.linalg.svdvals(layer.weight)[0]).detach()
+    z0 = torch.linalg.solve(w_hat, -layer.bias.detach())  # W z0 / ||W|| + b = 0
+    u = torch.randn(1, 6, dtype=D)
+    jac = torch.autograd.functional.jacobian(block.map(u), z0[None]).reshape(6, 6)
+    assert torch.linalg.matrix_norm(jac, ord=2).item() == pytest.approx(0.7, rel=1e-9)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fixed_point_is_measurably_not_one_explicit_step_on_real_images(seed):
     """With LION's default contraction, P1's equilibrium on digit scans differs from one step
