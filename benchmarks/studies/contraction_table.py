@@ -26,9 +26,9 @@ import sys
 from pathlib import Path
 
 import torch
+from lionbench.methods import create_model
 
 from lionbench.backbones import create_backbone
-from lionbench.methods import create_model
 from lionbench.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -5,7 +5,9 @@ and the forward solve to ``tol``; both leave the gradient inexact, and so does f
 script measures the relative error of every component's gradient (P1, P2, MLP, blend logits,
 head) against the exact one (float64, both tolerances 1e-12, 300 iterations) and the solver
 iterations each setting costs, on real images, at initialisation and after 30 training steps;
-in float64 (the solver's error alone) and in float32 (what training sees). Prompt modules are in
+in float64 (the solver's error alone) and in float32 (what training sees); and, as the scale
+that matters to training, how far the exact gradient of a second batch of 32 images is from the
+first one's (minibatch sampling noise). Prompt modules are in
 eval mode while gradients are compared, so every call sees the same normalised weights (no
 power-iteration step between calls).
 
@@ -31,7 +33,7 @@ from PIL import Image
 
 from lionbench.backbones import create_backbone
 
-SETTINGS = [(1e-3, 1e-4), (1e-3, 1e-6), (1e-4, 1e-4), (1e-4, 1e-6), (1e-5, 1e-8)]
+SETTINGS = [(1e-3, 1e-3), (1e-3, 1e-4), (1e-3, 1e-6), (1e-4, 1e-4), (1e-4, 1e-6), (1e-5, 1e-8)]
 EXACT = {"tol": 1e-12, "backward_tol": 1e-12, "max_iter": 300, "backward_max_iter": 300}
 
 
@@ -72,7 +74,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    x, y = load_images(args.images, 32, 64)
+    x64, y64 = load_images(args.images, 64, 64)
+    x, y, x_other, y_other = x64[:32], y64[:32], x64[32:], y64[32:]
     backbone = create_backbone("mobilenetv2_100", 10, args.weights, 64)
     model = create_model("lion", backbone)
     print("| state | dtype | tol | backward_tol | worst component (rel. error) | p1 / p2 / mlp / "
@@ -89,6 +92,11 @@ def main() -> None:
         model.eval()  # no power-iteration step: every call sees the same normalised weights
         exact_model = copy.deepcopy(model).double()
         exact, _, _ = gradients(exact_model, x.double(), y, **EXACT)
+        other, _, _ = gradients(exact_model, x_other.double(), y_other, **EXACT)
+        noise = {k: float((other[k] - exact[k]).norm() / exact[k].norm()) for k in exact}
+        print(f"| {state} | (another batch of 32, exact) | - | - | sampling noise | "
+              + " / ".join(f"{noise[k]:.1e}" for k in ("p1", "p2", "mlp", "coefficients",
+                                                         "head")) + " | - | - | - |", flush=True)
         for (tol, btol), dtype in [(s, d) for d in ("float64", "float32") for s in SETTINGS]:
             net = exact_model if dtype == "float64" else model
             xd = x.double() if dtype == "float64" else x
