@@ -4,7 +4,8 @@ Why: the implicit backward solves ``u = J^T u + g`` to a relative tolerance (``b
 and the forward solve to ``tol``; both leave the gradient inexact, and so does float32. This
 script measures the relative error of every component's gradient (P1, P2, MLP, blend logits,
 head) against the exact one (float64, both tolerances 1e-12, 300 iterations) and the solver
-iterations each setting costs, on real images, at initialisation and after 30 training steps;
+iterations each setting costs, on real images, at initialisation and after 30 training steps (on
+other images);
 in float64 (the solver's error alone) and in float32 (what training sees); and, as the scale
 that matters to training, how far the exact gradient of a second batch of 32 images is from the
 first one's (minibatch sampling noise). Prompt modules are in
@@ -74,8 +75,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    x64, y64 = load_images(args.images, 64, 64)
-    x, y, x_other, y_other = x64[:32], y64[:32], x64[32:], y64[32:]
+    x96, y96 = load_images(args.images, 96, 64)  # measured on, noise, trained on
+    x, y, x_other, y_other = x96[:32], y96[:32], x96[32:64], y96[32:64]
+    x_train, y_train = x96[64:], y96[64:]
     backbone = create_backbone("mobilenetv2_100", 10, args.weights, 64)
     model = create_model("lion", backbone)
     print("| state | dtype | tol | backward_tol | worst component (rel. error) | p1 / p2 / mlp / "
@@ -87,7 +89,7 @@ def main() -> None:
             opt = model.create_optimizer(1e-3)
             for _ in range(args.train_steps):
                 opt.zero_grad()
-                F.cross_entropy(model(x), y).backward()
+                F.cross_entropy(model(x_train), y_train).backward()
                 opt.step()
         model.eval()  # no power-iteration step: every call sees the same normalised weights
         exact_model = copy.deepcopy(model).double()
