@@ -67,7 +67,8 @@ class LionConfig(MethodConfig):
       head match the paper's Params (PAPER_BUDGETS); 22 on other backbones; a number overrides.
     - ``tol=1e-3``, ``backward_tol=1e-4``: measured against the exact gradient
       (results/lion-backward-tol.md): a tighter backward tolerance does not move the gradient
-      error, which the forward tolerance and float32 set; it only costs iterations.
+      error, which the forward tolerance sets (and which is 40x below minibatch noise); it only
+      costs iterations.
     """
 
     use_p1: bool = True
@@ -134,8 +135,9 @@ def lion_parameter_count(num_features: int, width: int, p1_channels: int = 8) ->
 
 
 def p2_width_for(backbone: nn.Module, config: LionConfig) -> int:
-    """P2's width m: the number given, or (``"auto"``) the m whose full LION comes closest to
-    the paper's budget for this architecture (the ablations keep LION's m)."""
+    """P2's width m: the number given, or (``"auto"``) the m whose full LION (both blocks, one
+    unit each) comes closest to the paper's budget for this architecture; the ablations and the
+    deeper variants (``deq_layers``) keep that m."""
     if config.p2_width != "auto":
         return int(config.p2_width)
     cfg = getattr(backbone, "pretrained_cfg", None) or {}
