@@ -25,6 +25,9 @@ from lionbench.errors import ConfigError
 # 2: folder datasets read their own val/ or validation/ split (version 1 held validation out of
 #    train/ even when val/ existed) and ignore dot-folders; VPT on Swin averages the prompt
 #    outputs with the patch tokens, as VPT's reference code does (version 1: patches only).
+#    LION v2 (issue 14): robust training ranks each prompt tensor on its own, `contraction` is
+#    the exact Lipschitz bound of a unit (operator-normalised weights). A stored LION run of
+#    protocol 1 used other equations under the same setting names, so it is flagged (†).
 PROTOCOL_VERSION = 2
 
 AUGMENTATIONS = ("auto", "none", "flip-crop", "crop")

@@ -257,18 +257,21 @@ class SolverStatsTracker:
         self._add("bwd_nc", (~stats.backward_converged).sum().float())
 
     def summary(self) -> dict[str, float]:
-        """Means per sample and counts of non-converged sample solves; backward keys only once a
-        backward solve ran (none for eval or for the one-step / phantom gradients)."""
+        """Means per sample, counts and shares of non-converged sample solves (the health
+        signal runs are flagged by); backward keys only once a backward solve ran (none for eval
+        or for the one-step / phantom gradients)."""
         s = {k: float(v) for k, v in self._sums.items()}
         out: dict[str, float] = {}
         if s.get("fwd_samples"):
             n = s["fwd_samples"]
-            out.update(solves=s["solves"], fwd_iterations_mean=s["fwd_iter"] / n,
-                       fwd_residual_mean=s["fwd_res"] / n, fwd_not_converged=s["fwd_nc"])
+            out.update(solves=s["solves"], fwd_samples=n, fwd_iterations_mean=s["fwd_iter"] / n,
+                       fwd_residual_mean=s["fwd_res"] / n, fwd_not_converged=s["fwd_nc"],
+                       fwd_not_converged_share=s["fwd_nc"] / n)
         if s.get("bwd_samples"):
             n = s["bwd_samples"]
-            out.update(bwd_iterations_mean=s["bwd_iter"] / n, bwd_residual_mean=s["bwd_res"] / n,
-                       bwd_not_converged=s["bwd_nc"])
+            out.update(bwd_samples=n, bwd_iterations_mean=s["bwd_iter"] / n,
+                       bwd_residual_mean=s["bwd_res"] / n, bwd_not_converged=s["bwd_nc"],
+                       bwd_not_converged_share=s["bwd_nc"] / n)
         return out
 
 

@@ -24,24 +24,29 @@ def set_grads(params, seed: int) -> None:
         p.grad = torch.randn(p.shape, generator=g, dtype=D)
 
 
-def expected_masks(params, tau: float, mode: str) -> list[torch.Tensor]:
+def expected_masks(params, tau: float, mode: str, scope: str = "tensor") -> list[torch.Tensor]:
     crit = [(p.grad * p).abs() for p in params]  # eq. 7 by hand
     if mode == "absolute":
         return [c < tau for c in crit]
+    if scope == "tensor":  # the int(tau * n) smallest of each tensor (no ties here)
+        return [c < c.flatten().sort().values[int(tau * c.numel())] for c in crit]
     flat = torch.cat([c.flatten() for c in crit])
     k = int(tau * flat.numel())
     threshold = flat.sort().values[k]  # the k smallest are strictly below (no ties here)
     return [c < threshold for c in crit]
 
 
-@pytest.mark.parametrize("mode,tau", [("quantile", 0.4), ("absolute", 0.3)])
-def test_sgd_rule_element_by_element(mode, tau):
+@pytest.mark.parametrize("mode,tau,scope", [("quantile", 0.4, "tensor"),
+                                            ("quantile", 0.4, "pooled"),
+                                            ("absolute", 0.3, "tensor")])
+def test_sgd_rule_element_by_element(mode, tau, scope):
     params = make_params()
-    opt = RobustOptimizer(torch.optim.SGD(params, lr=0.1), tau=tau, tau_mode=mode)
+    opt = RobustOptimizer(torch.optim.SGD(params, lr=0.1), tau=tau, tau_mode=mode,
+                          tau_scope=scope)
     for step in range(3):
         set_grads(params, step)
         old = [p.detach().clone() for p in params]
-        masks = expected_masks(params, tau, mode)
+        masks = expected_masks(params, tau, mode, scope)
         opt.step()
         for p, o, m in zip(params, old, masks, strict=True):
             want = torch.where(m, o - 0.1 * torch.sign(o), o - 0.1 * p.grad)
@@ -49,6 +54,29 @@ def test_sgd_rule_element_by_element(mode, tau):
         assert params[0][0, 0].item() == 0.0 and masks[0][0, 0]
         n = sum(m.sum().item() for m in masks)
         assert opt.last_noncrucial_fraction == n / 17
+
+
+def test_tensor_scope_takes_the_share_of_every_tensor_whatever_its_scale():
+    """Ranked per tensor ([43]: per layer), a tensor of small |g theta| gives up only its tau
+    share; ranked pooled, it would absorb the whole shrink."""
+    g = torch.Generator().manual_seed(5)
+    small = torch.nn.Parameter(torch.randn(50, generator=g, dtype=D) * 1e-3)
+    large = torch.nn.Parameter(torch.randn(30, generator=g, dtype=D))
+    small.grad, large.grad = torch.randn_like(small), torch.randn_like(large)
+    named = {"small": [small], "large": [large]}
+    per_tensor = RobustOptimizer(torch.optim.SGD([small, large], lr=0.1), tau=0.4,
+                                 components=named)
+    masks = [m for _, _, m in per_tensor.noncrucial_masks()]
+    assert [int(m.sum()) for m in masks] == [20, 12]
+    pooled = RobustOptimizer(torch.optim.SGD([small, large], lr=0.1), tau=0.4,
+                             tau_scope="pooled")
+    assert [int(m.sum()) for _, _, m in pooled.noncrucial_masks()] == [32, 0]
+    per_tensor.step()
+    set_grads([small, large], 9)
+    per_tensor.step()
+    assert per_tensor.noncrucial_fractions() == {"small": 0.4, "large": 0.4}
+    per_tensor.reset_statistics()
+    assert per_tensor.noncrucial_fractions() == {}
 
 
 def test_adam_rule_and_moments_by_hand():
@@ -79,7 +107,7 @@ def test_quantile_marks_fraction_pooled_across_groups_with_group_lr():
     a = torch.nn.Parameter(torch.randn(40, dtype=D))
     b = torch.nn.Parameter(torch.randn(60, dtype=D) * 10)  # larger: fewer non-crucial here
     inner = torch.optim.SGD([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.01}], lr=1.0)
-    opt = RobustOptimizer(inner, tau=0.25)
+    opt = RobustOptimizer(inner, tau=0.25, tau_scope="pooled")
     a.grad, b.grad = torch.randn_like(a), torch.randn_like(b)
     crit = torch.cat([(a.grad * a).abs(), (b.grad * b).abs()]).detach()
     masks = [m for _, _, m in opt.noncrucial_masks()]
@@ -147,7 +175,7 @@ def test_generic_optimizer_interface():
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"tau": 1.0}, "tau"), ({"tau": -0.1}, "tau"), ({"tau_mode": "topk"}, "quantile, absolute"),
-    ({"tau": -1.0, "tau_mode": "absolute"}, "tau"),
+    ({"tau": -1.0, "tau_mode": "absolute"}, "tau"), ({"tau_scope": "layer"}, "tensor, pooled"),
 ])
 def test_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):

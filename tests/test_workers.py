@@ -346,19 +346,21 @@ def test_migration_from_a_version_1_database(any_db):
         metadata.create_all(conn)
         conn.execute(text("DROP INDEX ix_runs_cell_hash"))
         for col in ("requeue_reason", "requeued_at", "cell_hash", "runtime", "data_id", "origin",
-                    "imported_result", "interrupts"):
+                    "imported_result", "interrupts", "warnings"):
             conn.execute(text(f"ALTER TABLE runs DROP COLUMN {col}"))
         conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', '1')"))
         conn.execute(text(
             "INSERT INTO runs (run_hash, method, backbone, weights, weights_id, dataset, seed, "
-            "config, protocol_version, tags, status, attempts, created_at) VALUES (:h, :m, :b, "
-            "'pretrained', 'timm', :d, :s, :c, 1, '', 'done', 1, '2026-01-01T00:00:00+00:00')"),
+            "config, protocol_version, tags, status, attempts, created_at, extra) VALUES (:h, "
+            ":m, :b, 'pretrained', 'timm', :d, :s, :c, 1, '', 'done', 1, "
+            "'2026-01-01T00:00:00+00:00', :e)"),
             dict(h=old.run_hash, m=old.method, b=old.backbone, d=old.dataset, s=old.seed,
-                 c=canonical_json(old.to_dict())))
+                 c=canonical_json(old.to_dict()),
+                 e='{"p1_fwd_not_converged": 3.0, "p2_fwd_not_converged": 0.0}'))
     engine.dispose()
     Store(any_db).add_pending(fake_configs(1), data_ids={"digits": "data:1234"})  # new columns
     store = Store(any_db)
-    assert store.execute("select value from meta")[0][0] == str(SCHEMA_VERSION) == "5"
+    assert store.execute("select value from meta")[0][0] == str(SCHEMA_VERSION) == "6"
     cells = dict(store.execute("select run_hash, cell_hash from runs"))
     assert cells[old.run_hash] == old.cell_hash  # v3 filled in the runs it found
     v4 = {r[0]: r[1:] for r in store.execute(
@@ -367,6 +369,9 @@ def test_migration_from_a_version_1_database(any_db):
     assert v4[fake_configs(1)[0].run_hash][0] == "data:1234"
     interrupts = dict(store.execute("select run_hash, interrupts from runs"))
     assert interrupts[old.run_hash] == 0  # v5: none counted before
+    # v6 derived the warnings of the done runs it found from their stored solver counts
+    assert [r["warnings"] for r in store.runs_with_warnings()] == [
+        ["p1: 3 forward solves did not converge"]]
     row = store.claim_next("w:1")
     assert store.requeue(row["id"], row["attempts"], "lost") == "pending"
     assert store.get_run(row["id"])["requeue_reason"] == "lost"

@@ -3,7 +3,8 @@
     python benchmarks/perf/cli_speed.py [--runs 10000] [--repeat 5] [--db /tmp/speed.db]
 
 Fills a SQLite file with synthetic done runs (4 backbones x 10 methods x 25 datasets x 10 seeds,
-real RunConfigs and metrics, no training), then times each command as a user runs it: a fresh
+real RunConfigs and metrics, no training; 1 LION run in 20 stored with a solver warning), then
+times each command as a user runs it: a fresh
 `lionbench` process, wall clock from start to exit, the median of --repeat runs. Prints a
 Markdown table (results/perf/cli-speed.md holds the last one).
 """
@@ -50,8 +51,11 @@ def fill(db: Path, runs: int) -> None:
         metrics = {"test_top1": rng.random(), "val_top1": rng.random(), "best_epoch": 3,
                    "params_trainable": 97_000, "params_trainable_no_head": 77_000,
                    "params_total": 23_000_000, "train_seconds": 100.0}
-        store.mark_done(row["id"], metrics, {"history": [{"epoch": 0, "val_top1": 0.5}]},
-                        provenance, attempt=row["attempts"])
+        extra = {"history": [{"epoch": 0, "val_top1": 0.5}]}
+        if row["method"].startswith("lion"):  # solver statistics; 1 run in 20 unconverged
+            extra.update(p1_fwd_samples=1000.0, p1_fwd_not_converged=float(
+                rng.random() < 0.05) * 100.0)
+        store.mark_done(row["id"], metrics, extra, provenance, attempt=row["attempts"])
 
 
 def timed(cmd: list[str], repeat: int) -> float:

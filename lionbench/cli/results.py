@@ -92,7 +92,8 @@ def status(db: DbOption = None) -> None:
 
 
 def print_status(store: Store) -> None:
-    """Counts per status, the running runs with their heartbeats, the failures' reasons."""
+    """Counts per status, the running runs with their heartbeats, the runs stored with solver
+    warnings, the failures' reasons."""
     counts = store.count_by_status()
     t = Table("status", "runs")
     console.print(f"database: {store.safe_url}", highlight=False)
@@ -112,6 +113,14 @@ def print_status(store: Store) -> None:
             r.add_row(*(Text(str(row[k])) for k in ("method", "backbone", "dataset", "seed",
                                                     "worker", "heartbeat_at")))
         console.print(r)
+    flagged = store.runs_with_warnings()
+    if flagged:
+        console.print("[bold]runs with solver warnings[/] (flagged \u00a7 in tables):")
+        for row in flagged:
+            console.print(f"  {row['run_hash']} {row['method']} / {row['backbone']} / "
+                          f"{row['dataset']} / seed {row['seed']}: "
+                          f"{'; '.join(row['warnings'])}", highlight=False, markup=False,
+                          soft_wrap=True)
     failed = store.fetch_runs("failed", columns)
     if failed:
         console.print(Text.assemble(styled("failed runs", "bold"), ":"))

@@ -171,6 +171,10 @@ def execute_plan(plan: Plan, *, dry_run: bool, force: bool, retry_failed: bool,
                                 options=exec_options)
     if show_table and summary.done + summary.skipped:
         print_table(plan.store, hashes=plan.hashes, method_order=plan.method_order)
+    for row in plan.store.runs_with_warnings(plan.hashes):
+        err_console.print(f"warning: {row['method']} / {row['backbone']} / {row['dataset']} / "
+                          f"seed {row['seed']}: {'; '.join(row['warnings'])}", highlight=False,
+                          markup=False, soft_wrap=True)
     if summary.exit_code:  # the exit rule: lionbench.runner.run.RunSummary.exit_code
         err_console.print(summary.problem_line(), highlight=False, markup=False)
         raise typer.Exit(summary.exit_code)

@@ -107,11 +107,11 @@ def to_markdown(table: ComparisonTable) -> str:
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                    "^": r"\textasciicircum{}", "\u00b1": r"$\pm$", "\u2020": r"\dag{}",
-                   "\u2021": r"\ddag{}"}
+                   "\u2021": r"\ddag{}", "\u00a7": r"\S{}"}
 
 
 def latex_escape(s: str) -> str:
-    """Escape LaTeX specials (_ % & $ # { } ~ ^ \\) and spell ±, † and ‡ as LaTeX."""
+    """Escape LaTeX specials (_ % & $ # { } ~ ^ \\) and spell ±, †, ‡ and § as LaTeX."""
     return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in s)
 
 

@@ -11,8 +11,10 @@ Honesty rules: only ``status == "done"`` runs count; runs from a dirty git tree 
 older protocol version (``†``) are flagged in their cell and explained in a footnote, or left
 out with ``clean_only=True``; results imported from another database (``‡``) are flagged,
 since their metrics cannot be re-derived here (``mark_imported=False`` drops the mark); runs
-that started from other weights than the method's usual ones (pretrained; none for
-retraining) get a row of their own, e.g. ``head-tuning (weights=none)``.
+stored with solver warnings (``§``: equilibrium solves that did not converge,
+``lionbench.store.health``) are flagged likewise; runs that started from other weights than the
+method's usual ones (pretrained; none for retraining) get a row of their own, e.g.
+``head-tuning (weights=none)``.
 
 ``compare="paper"`` writes the paper's value and our difference beside each of our cells:
 ``0.8512 (paper 0.8628, -0.0116)`` (difference = ours - paper; ``- (paper 0.8628)`` where we
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lionbench.config import PROTOCOL_VERSION
+from lionbench.store.health import has_warnings
 
 from . import paper as ref
 from .catalog import default_weights, non_default_settings
@@ -35,8 +38,9 @@ __all__ = ["Cell", "Column", "ComparisonTable", "Row", "build_table", "cell_text
            "format_number", "PRESETS"]
 
 PRESETS = ref.PRESETS
-# * dirty git tree, † an old protocol version, ‡ a result imported from elsewhere
-FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020", "imported": "\u2021"}
+# * dirty git tree, † an old protocol version, ‡ a result imported from elsewhere,
+# § unconverged equilibrium solves
+FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020", "imported": "\u2021", "solver": "\u00a7"}
 PRETRAINED_ALIASES = {"pretrained", "timm"}
 DIGITS, PARAM_DIGITS = 4, 3
 
@@ -116,6 +120,9 @@ class ComparisonTable:
         if "imported" in used:
             notes.append(f"{FLAG_SYMBOLS['imported']} includes results imported from elsewhere, "
                          "not produced by this database's workers (origin: lionbench export)")
+        if "solver" in used:
+            notes.append(f"{FLAG_SYMBOLS['solver']} includes runs whose equilibrium solves did "
+                         "not converge (more than 1 % of them; `lionbench status` lists them)")
         if self.compare == "paper":
             notes.append("(paper P, D): the paper's value P and ours minus the paper's, D")
         return notes
@@ -188,6 +195,7 @@ def _normalise(records: list[dict[str, Any]], metric: str, current_protocol: int
                     "_dirty": bool(r.get("git_dirty") or False),
                     "_protocol": version is not None and version != current_protocol,
                     "_imported": mark_imported and bool(r.get("imported_result") or False),
+                    "_solver": has_warnings(r.get("warnings")),
                     "_params": _number(r.get("params_trainable"))})
     return out
 

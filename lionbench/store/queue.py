@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, func, literal, or_, select, update
 from sqlalchemy.engine import Engine
 
+from .health import warnings_json
 from .schema import METRIC_COLUMNS, STATUSES
 
 TIME_FORMAT_SQLITE = "%Y-%m-%dT%H:%M:%S+00:00"
@@ -113,16 +114,18 @@ class RunQueue:
 
     def mark_done(self, run_id: int, metrics: dict[str, Any], extra: dict[str, Any],
                   provenance: dict[str, Any], attempt: int | None = None) -> bool:
-        """Store a result (one UPDATE: never a partial row). With ``attempt``, only while that
-        claim still holds the run, so a run requeued meanwhile is not stored twice. The result
-        was made here: ``imported_result`` becomes false even for a run that came by import."""
+        """Store a result (one UPDATE: never a partial row), with the health warnings derived
+        from ``extra`` (store/health.py). With ``attempt``, only while that claim still holds
+        the run, so a run requeued meanwhile is not stored twice. The result was made here:
+        ``imported_result`` becomes false even for a run that came by import."""
         values = {k: _clean(metrics.get(k)) for k in METRIC_COLUMNS}
         with self.engine.begin() as conn:
             res = conn.execute(update(self.table).where(*claim_held(self.table, run_id, attempt))
                                .values(status="done", finished_at=self.now(),
                                        failure_reason=None,
                                        extra=json.dumps(extra, default=_json_default),
-                                       imported_result=False, **values, **provenance))
+                                       imported_result=False, warnings=warnings_json(extra),
+                                       **values, **provenance))
         return res.rowcount == 1
 
     def mark_failed(self, run_id: int, reason: str, provenance: dict[str, Any],

@@ -23,6 +23,7 @@ from lionbench.config import canonical_json, cell_hash_of, run_hash_of
 from lionbench.errors import LionbenchError
 
 from .engine import create_db_engine, hide_password, resolve_url
+from .health import warnings_json
 from .schema import JSON_COLUMNS, SCHEMA_VERSION, STATUSES, meta_table, runs
 from .store import Store
 
@@ -177,7 +178,7 @@ def coerce_record(rec: Any, where: str) -> dict[str, Any]:
         raise ExchangeError(f"{where}: required field(s) missing: {', '.join(missing)}")
     out["tags"] = out["tags"] or ""
     out["attempts"] = out["attempts"] or 0
-    out["interrupts"] = out["interrupts"] or 0  # exports before schema 4 have none
+    out["interrupts"] = out["interrupts"] or 0  # exports before schema 5 have none
     if out["status"] not in STATUSES:
         raise ExchangeError(f"{where}: invalid status '{out['status']}'; valid: "
                             f"{', '.join(STATUSES)}")
@@ -194,6 +195,8 @@ def coerce_record(rec: Any, where: str) -> dict[str, Any]:
     check_metrics(out, config, where)
     out["config"] = canonical_json(config)
     out["cell_hash"] = cell_hash_of(config)  # derived, never taken from the record
+    if out["warnings"] is None and out["status"] == "done":  # an export from before schema 6
+        out["warnings"] = warnings_json(json.loads(out["extra"]) if out["extra"] else {})
     return out
 
 

@@ -28,7 +28,9 @@ from sqlalchemy import (
 
 from lionbench.config import cell_hash_of
 
-SCHEMA_VERSION = 5
+from .health import warnings_json
+
+SCHEMA_VERSION = 6
 STATUSES = ("pending", "running", "done", "failed")
 FINISHED = ("done", "failed")
 
@@ -76,6 +78,7 @@ runs = Table(
     Column("train_seconds", Float), Column("images_per_second", Float),
     Column("peak_memory_mb", Float),
     Column("extra", Text),
+    Column("warnings", Text),  # v6: JSON list of one-line health warnings (store/health.py)
 )
 
 METRIC_COLUMNS = ("test_top1", "test_top5", "val_top1", "best_epoch", "params_trainable",
@@ -131,6 +134,22 @@ def _v5(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE runs ADD COLUMN interrupts INTEGER NOT NULL DEFAULT 0"))
 
 
+def _v6(conn: Connection) -> None:
+    """``warnings``: solver health of each run, derived from its stored ``extra`` so that
+    tables can flag unconverged LION runs without decoding every run's metrics."""
+    if "warnings" not in {c["name"] for c in inspect(conn).get_columns("runs")}:
+        conn.execute(text("ALTER TABLE runs ADD COLUMN warnings TEXT"))
+    rows = conn.execute(select(runs.c.id, runs.c.extra).where(runs.c.status == "done",
+                                                              runs.c.warnings.is_(None)))
+    for run_id, extra in rows.all():
+        try:
+            decoded = json.loads(extra) if extra else {}
+        except json.JSONDecodeError:
+            decoded = {}
+        conn.execute(update(runs).where(runs.c.id == run_id)
+                     .values(warnings=warnings_json(decoded)))
+
+
 # version -> the step that brings a database from version-1 to version
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4,
-                                                      5: _v5}
+                                                      5: _v5, 6: _v6}

@@ -37,6 +37,7 @@ from .engine import (
     resolve_url,
     sqlite_path,
 )
+from .health import has_warnings, warning_lines
 from .queue import RunQueue
 from .schema import (
     FINISHED,
@@ -322,6 +323,20 @@ class Store(RunQueue):
             if col in df.columns:
                 df[col] = df[col].map(lambda v: json.loads(v) if isinstance(v, str) else {})
         return df
+
+    def runs_with_warnings(self, hashes: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Done runs stored with health warnings (``warnings`` not empty; store/health.py), as
+        dicts of their identity and ``warnings`` (a list of lines), optionally among
+        ``hashes``."""
+        names = ("run_hash", "method", "backbone", "dataset", "seed", "warnings")
+        query = (select(*(runs.c[n] for n in names))
+                 .where(runs.c.status == "done", runs.c.warnings.is_not(None),
+                        runs.c.warnings != "[]").order_by(runs.c.id))
+        with self.engine.connect() as conn:
+            rows = [dict(zip(names, row, strict=True)) for row in conn.execute(query)]
+        wanted = set(hashes) if hashes is not None else None
+        return [{**r, "warnings": warning_lines(r["warnings"])} for r in rows
+                if (wanted is None or r["run_hash"] in wanted) and has_warnings(r["warnings"])]
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         with self.engine.connect() as conn:

@@ -8,8 +8,8 @@ count and the backbone is not rebuilt per method.
 
 Counts depend on shapes only, so models are built on PyTorch's ``meta`` device (no memory, no
 initialisation: ViT-B in under a second instead of several on a 2-core CPU). A method whose
-construction needs real values (an init that calls ``.item()``, as LION's spectral bounds do)
-falls back to a CPU build; both give the same numbers.
+construction needs real values (an init that calls ``.item()``) falls back to a CPU build; both
+give the same numbers.
 """
 
 from __future__ import annotations
