@@ -13,6 +13,19 @@ its own, with the top-level keys as defaults::
       - {}                                   # the matrix above
       - {methods: [head-tuning], weights: none}   # plus head-tuning from random init
 
+Per-method recipes: a mapping under ``set`` named after a method holds that method's own values,
+training keys included (the same as ``--set vpt.lr=1e-2``); it wins over the plain keys::
+
+    set:
+      lr: 1.0e-3                          # every method ...
+      vpt: {lr: 1.0e-2, prompt_length: 10}   # ... but VPT
+      head-tuning: {lr: 1.0e-2}
+
+A block's ``set`` adds to the top-level one key by key (``vpt.lr`` in a block replaces only
+VPT's lr). ``lionbench tune`` reads two more keys, in the same shape: ``grid`` (lists of values
+to choose from on validation, plain or per method: ``grid: {lr: [1.0e-3, 1.0e-2], vpt:
+{prompt_length: [5, 10]}}``) and ``tune_seeds``; ``lionbench run`` refuses a file with a grid.
+
 This module only reads and shapes matrices (plain data, no torch): names and values are checked
 against the registries by ``lionbench.runner.plan.expand_matrix`` before anything runs or is
 stored.
@@ -29,7 +42,7 @@ import yaml
 from lionbench.errors import ConfigError
 
 MATRIX_KEYS = {"name", "methods", "backbones", "datasets", "seeds", "weights", "set", "runs",
-               "description", "notes"}
+               "description", "notes", "grid", "tune_seeds"}
 
 
 @dataclass
@@ -43,6 +56,8 @@ class Matrix:
     weights: str = "pretrained"
     overrides: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # lionbench tune: key -> values
+    tune_seeds: list[int] | None = None  # lionbench tune: seeds of the candidate runs
 
 
 def split_names(value: str | list[str] | None) -> list[str]:
@@ -74,6 +89,46 @@ def coerce_number(value: Any) -> Any:
     return value
 
 
+def flatten_settings(values: Any, path: Path, key: str = "set") -> dict[str, Any]:
+    """``{lr: 1e-3, vpt: {lr: 1e-2}}`` -> ``{"lr": 0.001, "vpt.lr": 0.01}`` (numbers coerced)."""
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file '{path}': '{key}' must be a mapping of setting: value")
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, dict):  # a method's own block
+            for inner, v in value.items():
+                out[f"{name}.{inner}"] = _coerce_all(v)
+        else:
+            out[str(name)] = _coerce_all(value)
+    return out
+
+
+def _coerce_all(value: Any) -> Any:
+    return [coerce_number(v) for v in value] if isinstance(value, list) else coerce_number(value)
+
+
+def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
+    """``--grid lr=1e-3,1e-2 --grid vpt.prompt_length=5,10`` -> ``{"lr": [0.001, 0.01], ...}``."""
+    grid: dict[str, list[Any]] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if not sep or not key.strip() or not values:
+            raise ConfigError(f"malformed --grid '{item}'; expected KEY=V1,V2,..., e.g. "
+                              "--grid lr=1e-3,1e-2")
+        parsed = []
+        for v in values:
+            try:
+                value = yaml.safe_load(v)
+            except yaml.YAMLError:
+                raise ConfigError(f"malformed --grid '{item}': cannot parse '{v}'") from None
+            parsed.append(coerce_number(value))
+        grid[key.strip()] = parsed
+    return grid
+
+
 def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> list[Matrix]:
     """Read a YAML matrix; ``overrides`` (from ``--set``) apply on top of the file's ``set``."""
     try:
@@ -100,13 +155,21 @@ def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> lis
             raise ConfigError(f"config file '{path}': each entry of 'runs' must be a mapping "
                               f"with keys among {', '.join(sorted(MATRIX_KEYS - {'runs'}))}")
         merged = {**doc, **block}
-        sets = {**(doc.get("set") or {}), **(block.get("set") or {})}
-        sets = {k: coerce_number(v) for k, v in sets.items()} | dict(overrides or {})
+        sets = flatten_settings(doc.get("set"), path) | flatten_settings(block.get("set"), path)
+        sets |= dict(overrides or {})
+        grid = (flatten_settings(doc.get("grid"), path, "grid")
+                | flatten_settings(block.get("grid"), path, "grid"))
+        bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+        if bad:
+            raise ConfigError(f"config file '{path}': grid values must be non-empty lists; "
+                              f"see {', '.join(bad)}")
+        tune_seeds = merged.get("tune_seeds")
         matrices.append(Matrix(
             methods=split_names(merged.get("methods")),
             backbones=split_names(merged.get("backbones")),
             datasets=split_names(merged.get("datasets")),
             seeds=parse_seeds(merged.get("seeds")),
             weights=str(merged.get("weights", "pretrained")),
-            overrides=sets, name=str(doc.get("name", Path(path).stem))))
+            overrides=sets, name=str(doc.get("name", Path(path).stem)), grid=grid,
+            tune_seeds=None if tune_seeds is None else parse_seeds(tune_seeds)))
     return matrices

@@ -333,6 +333,7 @@ def test_migration_from_a_version_1_database(any_db):
     engine = create_db_engine(resolve_url(any_db))
     with engine.begin() as conn:  # a database as lionbench 0.1 (schema 1) left it
         metadata.create_all(conn)
+        conn.execute(text("DROP TABLE tunings"))  # v4
         conn.execute(text("DROP INDEX ix_runs_cell_hash"))
         for col in ("requeue_reason", "requeued_at", "cell_hash"):
             conn.execute(text(f"ALTER TABLE runs DROP COLUMN {col}"))
@@ -346,9 +347,10 @@ def test_migration_from_a_version_1_database(any_db):
     engine.dispose()
     Store(any_db).add_pending(fake_configs(1))  # would fail without the new columns ...
     store = Store(any_db)
-    assert store.execute("select value from meta")[0][0] == str(SCHEMA_VERSION) == "3"
+    assert store.execute("select value from meta")[0][0] == str(SCHEMA_VERSION) == "4"
     cells = dict(store.execute("select run_hash, cell_hash from runs"))
     assert cells[old.run_hash] == old.cell_hash  # v3 filled in the runs it found
+    assert store.fetch_tunings() == []  # v4 created the table of tune's choices
     row = store.claim_next("w:1")
     assert store.requeue(row["id"], row["attempts"], "lost") == "pending"
     assert store.get_run(row["id"])["requeue_reason"] == "lost"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -25,6 +27,17 @@ def print_plan(console: Console, plan: Plan, force: bool, retry_failed: bool) ->
 
 def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary:
     """Run the plan with one bar for the matrix and one for the epochs of the current run."""
+    with progress_events(console) as on_event:
+        return run_plan(plan, on_event=on_event, **kwargs)
+
+
+@contextmanager
+def progress_events(console: Console, show_test: Callable[[], bool] = lambda: True
+                    ) -> Iterator[Callable[[str, dict[str, Any]], None]]:
+    """An ``on_event`` for ``run_plan`` that draws the bars; each plan's "start" resets them
+    (``lionbench tune`` runs two plans: the candidates, then the winners' final seeds).
+    ``show_test() == False`` prints a finished run's validation score only: while tuning, no
+    one should see the candidates' test numbers."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -33,9 +46,9 @@ def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary
 
         def on_event(kind: str, info: dict[str, Any]) -> None:
             if kind == "start":
-                progress.update(matrix_task, total=info["total"],
-                                description=f"runs on {info['device']} "
-                                            f"({info['skipped']} already stored)")
+                progress.reset(matrix_task, total=info["total"],
+                               description=f"runs on {info['device']} "
+                                           f"({info['skipped']} already stored)")
             elif kind == "run":
                 c = info["config"]
                 progress.update(epoch_task, visible=True, completed=0, total=c.train.epochs,
@@ -46,10 +59,12 @@ def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary
             elif kind == "done":
                 r, c = info["result"], info["config"]
                 progress.advance(matrix_task)
+                score = (f"test top-1 {r.test_top1:.4f} (val {r.val_top1:.4f})" if show_test()
+                         else f"val top-1 {r.val_top1:.4f}")
                 progress.console.print(
                     f"  done  {c.method} / {c.backbone} / {c.dataset} / seed {c.seed}: "
-                    f"test top-1 {r.test_top1:.4f} (val {r.val_top1:.4f}), "
-                    f"{r.params_trainable:,} trainable, {r.train_seconds:.1f} s", highlight=False)
+                    f"{score}, {r.params_trainable:,} trainable, {r.train_seconds:.1f} s",
+                    highlight=False)
             elif kind == "failed":
                 c = info["config"]
                 progress.advance(matrix_task)
@@ -59,4 +74,4 @@ def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary
             elif kind == "end":
                 progress.update(epoch_task, visible=False)
 
-        return run_plan(plan, on_event=on_event, **kwargs)
+        yield on_event

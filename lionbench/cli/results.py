@@ -34,23 +34,26 @@ def table(
     compare: str | None = typer.Option(None, "--compare", help="'paper': show the paper's "
                                        "value beside ours."),
     clean_only: CleanOnlyOption = False,
+    selected: bool = typer.Option(False, "--selected", help="Only the configurations "
+                                  "`lionbench tune` chose on validation: one row per method, "
+                                  "the chosen values in a footnote."),
 ) -> None:
     """Render stored results in the paper's layout (mean ± std over seeds, best marked)."""
     print_table(Store(db), fmt=fmt, output=output, preset=preset, compare=compare,
-                clean_only=clean_only)
+                clean_only=clean_only, selected=selected)
 
 
 def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
                 output: Path | None = None, preset: str | None = None,
                 compare: str | None = None, clean_only: bool = False,
-                method_order: tuple[str, ...] | None = None) -> None:
+                method_order: tuple[str, ...] | None = None, selected: bool = False) -> None:
     """Render the store's table to stdout or ``output`` (what ``table`` and ``run`` print)."""
     from lionbench.report import render_stored_table  # pandas: not for status or export
     from lionbench.report.render import rich_to_text
 
     rendered = render_stored_table(store, hashes=hashes, fmt=fmt, preset=preset,
                                    compare=compare, clean_only=clean_only,
-                                   method_order=method_order)
+                                   method_order=method_order, selected=selected)
     if output:
         text = rendered if isinstance(rendered, str) else rich_to_text(rendered)
         output.parent.mkdir(parents=True, exist_ok=True)

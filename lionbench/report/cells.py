@@ -129,8 +129,9 @@ def _flatten(config: dict[str, Any]) -> dict[str, Any]:
 def label_cells(cells: Iterable[CellInfo], hidden: tuple[str, ...] = ()) -> Labels:
     """Label parts for every cell (see the module's docstring for the rules).
 
-    ``hidden`` method settings are left out of labels (a plot's x axis: Figure 3's ``tau``);
-    configurations that differ in them are told apart by their position instead.
+    ``hidden`` settings are left out of labels and of the shared settings: a plot's x axis
+    (Figure 3's ``tau``), whose values tell its points apart, or the values ``lionbench tune``
+    chose, which a ``--selected`` table names in a footnote of their own.
     """
     cells = list({c.key: c for c in cells}.values())
     by_column: dict[str, dict[str, set[str]]] = {}  # dataset -> key -> distinct values
@@ -147,13 +148,14 @@ def label_cells(cells: Iterable[CellInfo], hidden: tuple[str, ...] = ()) -> Labe
             own.append(("weights", short_weights(c.weights, c.weights_id)))
         own += [(k, v) for k, v in c.method_diff.items() if k not in hidden]
         own += [(k, v) for k, v in sorted(c.train.items())
-                if k in varying and v != TRAIN_DEFAULTS.get(k)]
+                if k in varying and v != TRAIN_DEFAULTS.get(k) and k not in hidden]
         parts[c.key] = own
     _separate_collisions(cells, parts, hidden)
     shared: dict[str, dict[str, Any]] = {}
     for c in cells:
         for k, v in _shared_values(c).items():
-            if k not in varying and v != _default(k, c.method) and (k, v) != ("weights", "none"):
+            if (k not in varying and k not in hidden and v != _default(k, c.method)
+                    and (k, v) != ("weights", "none")):
                 shared.setdefault(k, {})[c.dataset] = v
     return Labels(parts, shared)
 
@@ -177,7 +179,7 @@ def _separate_collisions(cells: list[CellInfo], parts: dict[str, list[Part]],
     which they differ; where nothing known tells them apart, a prefix of the cell hash."""
     groups: dict[tuple[Any, ...], list[CellInfo]] = {}
     for c in cells:
-        position = tuple(repr(c.method_diff.get(h)) for h in hidden)
+        position = tuple(repr(c.method_diff.get(h, c.train.get(h))) for h in hidden)
         groups.setdefault((c.backbone, c.method, c.dataset, position, _text(parts[c.key])),
                           []).append(c)
     for group in groups.values():

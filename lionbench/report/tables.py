@@ -273,7 +273,8 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
         datasets = {c.dataset for c in columns}
         drop(lambda r: not (r["backbone"] in bb_labels and r["method"] in p.methods
                             and r["dataset"] in datasets), "outside the preset")
-        drop(lambda r: bool(r["_cell"].method_diff), "non-default method settings (sweeps)")
+        if selected is None:  # a tuned choice may set a method key (VPT's prompt length)
+            drop(lambda r: bool(r["_cell"].method_diff), "non-default method settings (sweeps)")
         backbones, methods = list(bb_labels), list(p.methods)
         title, show_params, params_label = p.title, p.params, "Params"
     else:
@@ -282,11 +283,13 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
         methods = _order([r["method"] for r in runs_], method_order or ref.METHOD_ORDER)
         columns = [Column(d, d) for d in _order([r["dataset"] for r in runs_],
                                                 ref.DATASET_ORDER)]
-        title = f"{metric}: mean \u00b1 std over seeds"
+        title = f"{metric}: mean \u00b1 std over seeds" + (
+            " (configurations chosen on validation)" if selected is not None else "")
         show_params, params_label = True, "Params (M)"
 
-    labels = label_cells(r["_cell"] for r in runs_)
-    suffixes = {key: "" if selected is not None else labels.suffix(key) for key in labels.parts}
+    chosen = tuple(sorted({k for c in (selected or {}).values() for k in c.values}))
+    labels = label_cells((r["_cell"] for r in runs_), hidden=chosen)
+    suffixes = {key: labels.suffix(key) for key in labels.parts}
     groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
     variants_of: dict[tuple[str, str], dict[str, Any]] = {}  # (bb, m) -> {suffix: sort key}
     for r in runs_:

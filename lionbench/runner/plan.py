@@ -116,6 +116,9 @@ def build_plan(config_file: Path | None = None, methods: str | None = None,
     """Validate everything, then open the store and compare the matrix with what it holds."""
     matrices = create_matrices(config_file, methods, backbones, datasets, seeds,
                                parse_set_options(set_items), weights)
+    if any(m.grid for m in matrices):
+        raise ConfigError(f"config file '{config_file}' has a grid: choose from it on "
+                          f"validation with `lionbench tune {config_file}`")
     configs = expand_matrix(matrices)  # every name and value checked before the store is touched
     tags = matrices[0].name if matrices and matrices[0].name else ""
     return plan_runs(Store(db), configs, tags)

@@ -1,4 +1,5 @@
-"""The ``runs`` table, the ``meta`` table, and the migrations between schema versions.
+"""The ``runs`` table, the ``tunings`` table, the ``meta`` table, and the migrations between
+schema versions.
 
 The schema carries its version in ``meta``; ``MIGRATIONS`` upgrades an older database step by
 step, so every release can open every earlier database. ``METRIC_COLUMNS`` is the one list of
@@ -28,7 +29,7 @@ from sqlalchemy import (
 
 from lionbench.config import cell_hash_of
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 STATUSES = ("pending", "running", "done", "failed")
 FINISHED = ("done", "failed")
 
@@ -73,6 +74,28 @@ runs = Table(
     Column("extra", Text),
 )
 
+# v4: what `lionbench tune` chose for one (method, backbone, dataset, weights) and why: the grid,
+# every candidate's validation score (never a test number), the winner and the final seeds
+tunings = Table(
+    "tunings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tuning_hash", String(64), unique=True, nullable=False),  # task + grid + seeds
+    Column("name", String(256), nullable=False, default=""),  # the matrix's name
+    Column("method", String(64), nullable=False, index=True),
+    Column("backbone", String(128), nullable=False),
+    Column("dataset", String(512), nullable=False),
+    Column("weights_id", String(128), nullable=False),
+    Column("grid", Text, nullable=False),  # JSON {key: [values]} as it applied to this method
+    Column("tune_seeds", Text, nullable=False),  # JSON [seeds] of the candidate runs
+    Column("final_seeds", Text, nullable=False),  # JSON [seeds] of the winner's final runs
+    Column("metric", String(32), nullable=False),  # what chose: val_top1
+    Column("rule", Text, nullable=False),  # the selection rule, tie-breaks included, in words
+    Column("candidates", Text, nullable=False),  # JSON [{values, cell_hash, val_top1, ...}]
+    Column("winner_cell_hash", String(64)),  # None: no candidate finished
+    Column("winner_values", Text),  # JSON {key: value}
+    Column("created_at", String(32), nullable=False),
+)
+
 METRIC_COLUMNS = ("test_top1", "test_top5", "val_top1", "best_epoch", "params_trainable",
                   "params_trainable_no_head", "params_total", "train_seconds",
                   "images_per_second", "peak_memory_mb")
@@ -103,5 +126,10 @@ def _v3(conn: Connection) -> None:
                      .values(cell_hash=cell_hash_of(json.loads(config))))
 
 
+def _v4(conn: Connection) -> None:
+    """``tunings``: the choices of ``lionbench tune`` (a new table; runs are untouched)."""
+    metadata.create_all(conn, tables=[tunings], checkfirst=True)
+
+
 # version -> the step that brings a database from version-1 to version
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
