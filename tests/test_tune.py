@@ -262,3 +262,31 @@ def test_cli_tune_exit_code_names_failed_runs(tmp_path: Path, monkeypatch) -> No
 def test_table_selected_without_tuning_is_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["table", "--selected", "--db", str(tmp_path / "e.db")])
     assert result.exit_code == 1 and result.output.startswith("error: no tuning")
+
+
+# --- the tuned presets -------------------------------------------------------------------------
+@pytest.mark.parametrize("name,tasks,per_method", [
+    ("table1", 98, {"vpt": 48, "lion": 16, "retraining": 16}),
+    ("table2", 98, {"vpt": 48, "head-tuning": 16}),
+    ("table3", 128, {"vpt": 48, "fine-tuning": 16}),
+    ("table4", 24, {"lion-r": 16, "lion": 16}),
+])
+def test_tuned_presets_beside_the_papers(name: str, tasks: int, per_method: dict) -> None:
+    """Same methods, backbones, datasets, epochs and seeds as the paper's preset; a grid per
+    method instead of its one lr (which stays in the paper's file, as the paper states it)."""
+    bench = Path(__file__).resolve().parent.parent / "benchmarks"
+    paper = expand_matrix(load_matrix_file(bench / f"{name}.yaml"))
+    tuned = create_tasks(load_matrix_file(bench / f"{name}-tuned.yaml"))
+    assert len(tuned) == tasks
+    shape = {(c.method, c.backbone, c.dataset, c.train.epochs) for c in paper}
+    assert {(t.method, t.backbone, t.dataset, t.candidates[0].configs[0].train.epochs)
+            for t in tuned} == shape
+    assert {t.tune_seeds[0] for t in tuned} == {3} and {tuple(t.final_seeds) for t in tuned} \
+        == {(0, 1, 2)}
+    for t in tuned:
+        assert "lr" in t.grid and t.grid["weight_decay"] == [0, 1e-4, 1e-3, 1e-2]
+        if t.method in per_method:
+            assert len(t.candidates) == per_method[t.method]
+        if t.method not in ("retraining", "head-tuning"):  # the paper's recipe is a candidate
+            assert 1e-5 in t.grid["lr"]
+    assert {c.train.lr for c in paper} == {1e-5}
