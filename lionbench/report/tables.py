@@ -34,7 +34,8 @@ from lionbench.config import PROTOCOL_VERSION
 
 from . import paper as ref
 from .catalog import default_weights
-from .cells import describe_cell, format_value, label_cells, shared_note, sort_key
+from .cells import describe_cell, label_cells, shared_note, sort_key
+from .selected import SelectedCell, is_selected, selection_notes
 
 __all__ = ["Cell", "Column", "ComparisonTable", "Row", "SelectedCell", "build_table",
            "cell_text", "format_number", "PRESETS"]
@@ -61,15 +62,6 @@ class Row:
     backbone_label: str
     method_label: str  # the method and, in parentheses, what sets this row's runs apart
     settings: str = ""  # that suffix: "weights=none, lr=1e-2, tau=0.2" ("" for the plain row)
-
-
-@dataclass(frozen=True)
-class SelectedCell:
-    """The configuration ``lionbench tune`` chose for one (backbone, method, dataset)."""
-
-    cell_hash: str
-    seeds: tuple[int, ...]  # the final seeds (never the tuning seeds)
-    values: dict[str, Any] = field(default_factory=dict)  # the chosen grid values
 
 
 @dataclass
@@ -263,8 +255,8 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
     if clean_only:
         drop(lambda r: r["_dirty"] or r["_protocol"], "dirty tree or old protocol")
     if selected is not None:
-        drop(lambda r: not _is_selected(r, selected), "not the validation-selected "
-             "configuration's final seeds")
+        drop(lambda r: not is_selected(r, r["_cell"].key, selected), "not the "
+             "validation-selected configuration's final seeds")
 
     if preset is not None:
         p = PRESETS[preset]
@@ -337,37 +329,15 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
 
     notes = [n for n in [shared_note(labels.shared, [c.dataset for c in columns])] if n]
     if selected is not None:
-        notes += _selection_notes(selected, rows, columns, bb_labels)
+        notes += selection_notes(selected, [(r.backbone, r.method, r.method_label,
+                                             bb_labels.get(r.backbone, r.backbone)) for r in rows],
+                                 [(c.dataset, c.label) for c in columns])
     table = ComparisonTable(rows, columns, cells, params_m, paper_params, show_params,
                             params_label, metric, title, preset, compare, current_protocol,
                             excluded, notes)
     _mark_seeds(table)
     _mark_best(table)
     return table
-
-
-def _is_selected(run: dict[str, Any], selected: dict[tuple[str, str, str], SelectedCell]
-                 ) -> bool:
-    choice = selected.get((run["backbone"], run["method"], run["dataset"]))
-    return (choice is not None and run["_cell"].key == choice.cell_hash
-            and int(run.get("seed") or 0) in choice.seeds)
-
-
-def _selection_notes(selected: dict[tuple[str, str, str], SelectedCell], rows: list[Row],
-                     columns: list[Column], bb_labels: dict[str, str]) -> list[str]:
-    """One line per row: the values chosen on validation, per dataset."""
-    notes = []
-    for row in rows:
-        chosen = []
-        for col in columns:
-            choice = selected.get((row.backbone, row.method, col.dataset))
-            if choice is not None:
-                values = ", ".join(f"{k}={format_value(v)}" for k, v in choice.values.items())
-                chosen.append(f"{col.label} {values or '(no grid)'}")
-        if chosen:
-            notes.append(f"{row.method_label} / {bb_labels.get(row.backbone, row.backbone)} "
-                         f"chosen on validation: {'; '.join(chosen)}")
-    return notes
 
 
 def _cell(group: list[dict[str, Any]]) -> Cell:
