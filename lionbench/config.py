@@ -56,11 +56,10 @@ class TrainConfig:
             if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"invalid {name}={value!r}; must be a positive {kind.__name__}")
 
+        floats_as_floats(self)
         positive("epochs", self.epochs)
         positive("batch_size", self.batch_size)
         positive("eval_batch_size", self.eval_batch_size)
-        if isinstance(self.lr, int) and not isinstance(self.lr, bool):
-            self.lr = float(self.lr)
         positive("lr", self.lr, float)
         if not isinstance(self.weight_decay, int | float) or self.weight_decay < 0:
             raise ConfigError(f"invalid weight_decay={self.weight_decay!r}; must be >= 0")
@@ -80,6 +79,16 @@ class TrainConfig:
     @classmethod
     def field_names(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
+
+
+def floats_as_floats(config: Any) -> None:
+    """Store an int given for a float setting as a float (``weight_decay=0`` as 0.0): the same
+    setting must give the same identity, and canonical JSON writes ``0`` and ``0.0`` apart."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if (isinstance(f.default, float) and isinstance(value, int)
+                and not isinstance(value, bool)):
+            setattr(config, f.name, float(value))
 
 
 @dataclass

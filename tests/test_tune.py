@@ -75,6 +75,22 @@ def test_method_scoped_training_key_wins_whatever_the_order() -> None:
         expand_matrix([Matrix(["vpt"], ["test_resnet"], ["digits"], overrides={"vpt.lrr": 1})])
 
 
+def test_an_int_for_a_float_setting_is_the_same_configuration() -> None:
+    """``--grid weight_decay=0,1e-3`` gave int 0, hashed apart from the default 0.0: the tuned
+    candidate at lionbench's default recipe and the fixed-recipe run were two cells."""
+    def one(overrides: dict) -> RunConfig:
+        return expand_matrix([Matrix(["lion"], ["test_resnet"], ["digits"],
+                                     overrides={"epochs": 1, **overrides})])[0]
+
+    default = one({})
+    assert one({"weight_decay": 0}).run_hash == default.run_hash
+    assert one({"lion.weight_decay": 0, "lion.lr": 1e-3}).run_hash == default.run_hash
+    assert one({"lion.blend_logit_alpha": 2}).run_hash == \
+        one({"lion.blend_logit_alpha": 2.0}).run_hash
+    assert isinstance(one({"weight_decay": 0}).train.weight_decay, float)
+    assert one({"epochs": 2}).train.epochs == 2  # ints stay ints where the default is one
+
+
 def test_yaml_per_method_blocks(tmp_path: Path) -> None:
     f = tmp_path / "m.yaml"
     f.write_text("methods: [head-tuning, vpt]\nbackbones: [test_resnet]\ndatasets: [digits]\n"

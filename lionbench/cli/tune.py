@@ -78,6 +78,9 @@ def tune(
     n_cand = sum(len(t.candidates) for t in plan.tasks)
     console.print(f"tuning {len(plan.tasks)} method x backbone x dataset task(s): {n_cand} "
                   f"candidate configuration(s), chosen on validation top-1", highlight=False)
+    if any(set(t.tune_seeds) & set(t.final_seeds) for t in plan.tasks):
+        console.print("note: tuning seeds overlap the final seeds: the winner's tuning run is "
+                      "also one of its reported runs", highlight=False)
     if dry_run:
         print_plan(console, plan.candidate_plan(), force, retry_failed)
         finals = {tuple(t.final_seeds) for t in plan.tasks}
