@@ -63,13 +63,12 @@ class TrainConfig:
             if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"invalid {name}={value!r}; must be a positive {kind.__name__}")
 
+        floats_as_floats(self)
         for f in dataclasses.fields(self):
             check_finite(f.name, getattr(self, f.name))
         positive("epochs", self.epochs)
         positive("batch_size", self.batch_size)
         positive("eval_batch_size", self.eval_batch_size)
-        if isinstance(self.lr, int) and not isinstance(self.lr, bool):
-            self.lr = float(self.lr)
         positive("lr", self.lr, float)
         if not isinstance(self.weight_decay, int | float) or self.weight_decay < 0:
             raise ConfigError(f"invalid weight_decay={self.weight_decay!r}; must be >= 0")
@@ -89,6 +88,16 @@ class TrainConfig:
     @classmethod
     def field_names(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
+
+
+def floats_as_floats(config: Any) -> None:
+    """Store an int given for a float setting as a float (``weight_decay=0`` as 0.0): the same
+    setting must give the same identity, and canonical JSON writes ``0`` and ``0.0`` apart."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if (isinstance(f.default, float) and isinstance(value, int)
+                and not isinstance(value, bool)):
+            setattr(config, f.name, float(value))
 
 
 @dataclass
@@ -191,18 +200,20 @@ def split_overrides(overrides: dict[str, Any], method: str, method_fields: set[s
                     ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Route overrides to the training config or to ``method``'s config.
 
-    ``key`` goes to training if TrainConfig has it, else to the method if its config has it;
-    ``method.key`` targets one method only. Keys no method of the matrix knows are rejected by
-    :func:`check_overrides` before anything runs.
+    ``key`` goes to training if TrainConfig has it, else to the method if its config has it.
+    ``method.key`` targets one method only, training keys included: ``vpt.lr=1e-2`` is VPT's
+    learning rate (a per-method recipe, issue 15), and it wins over a plain ``lr`` whatever
+    their order. Keys no method of the matrix knows are rejected by :func:`check_overrides`
+    before anything runs.
     """
     train: dict[str, Any] = {}
     method_values: dict[str, Any] = {}
-    for key, value in overrides.items():
-        prefix, dot, name = key.rpartition(".")
-        if dot:
-            if prefix == method:
-                method_values[name] = value
-        elif key in TrainConfig.field_names():
+    train_fields = TrainConfig.field_names()
+    plain = [(k, v) for k, v in overrides.items() if "." not in k]
+    scoped = [(k.rpartition(".")[2], v) for k, v in overrides.items()
+              if "." in k and k.rpartition(".")[0] == method]
+    for key, value in plain + scoped:
+        if key in train_fields:
             train[key] = value
         elif key in method_fields:
             method_values[key] = value
@@ -218,9 +229,10 @@ def check_overrides(overrides: dict[str, Any], methods: dict[str, set[str]]) -> 
             if prefix not in methods:
                 raise ConfigError(f"--set {key}: '{prefix}' is not a method of this matrix; "
                                   f"methods: {', '.join(methods)}")
-            if name not in methods[prefix]:
+            if name not in methods[prefix] and name not in train_fields:
+                valid = sorted(methods[prefix]) + sorted(train_fields)
                 raise ConfigError(f"--set {key}: method '{prefix}' has no setting '{name}'; "
-                                  f"valid: {', '.join(sorted(methods[prefix])) or '(none)'}")
+                                  f"valid: {', '.join(valid)}")
         elif key not in train_fields and not any(key in f for f in methods.values()):
             valid = sorted(train_fields | set().union(*methods.values()))
             raise ConfigError(f"unknown setting '{key}' in --set; valid: {', '.join(valid)}")

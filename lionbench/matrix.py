@@ -13,6 +13,19 @@ its own, with the top-level keys as defaults::
       - {}                                   # the matrix above
       - {methods: [head-tuning], weights: none}   # plus head-tuning from random init
 
+Per-method recipes: a mapping under ``set`` named after a method holds that method's own values,
+training keys included (the same as ``--set vpt.lr=1e-2``); it wins over the plain keys::
+
+    set:
+      lr: 1.0e-3                          # every method ...
+      vpt: {lr: 1.0e-2, prompt_length: 10}   # ... but VPT
+      head-tuning: {lr: 1.0e-2}
+
+A block's ``set`` adds to the top-level one key by key (``vpt.lr`` in a block replaces only
+VPT's lr). ``lionbench tune`` reads two more keys, in the same shape: ``grid`` (lists of values
+to choose from on validation, plain or per method: ``grid: {lr: [1.0e-3, 1.0e-2], vpt:
+{prompt_length: [5, 10]}}``) and ``tune_seeds``; ``lionbench run`` refuses a file with a grid.
+
 This module only reads and shapes matrices (plain data, no torch): names and values are checked
 against the registries by ``lionbench.runner.plan.expand_matrix`` before anything runs or is
 stored.
@@ -31,7 +44,7 @@ from lionbench.errors import ConfigError
 
 MAX_SEED = 2**32 - 1  # numpy's and most libraries' limit
 MATRIX_KEYS = {"name", "methods", "backbones", "datasets", "seeds", "weights", "set", "runs",
-               "description", "notes"}
+               "description", "notes", "grid", "tune_seeds"}
 
 
 @dataclass
@@ -49,6 +62,8 @@ class Matrix:
     weights: str = "pretrained"
     overrides: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # lionbench tune: key -> values
+    tune_seeds: list[int] | None = None  # lionbench tune: seeds of the candidate runs
 
 
 def split_names(value: str | list[str] | None) -> list[str]:
@@ -117,6 +132,42 @@ def coerce_number(value: Any) -> Any:
     return value
 
 
+def flatten_settings(values: Any, path: Path, key: str = "set") -> dict[str, Any]:
+    """``{lr: 1e-3, vpt: {lr: 1e-2}}`` -> ``{"lr": 0.001, "vpt.lr": 0.01}`` (numbers coerced)."""
+    out: dict[str, Any] = {}
+    for name, value in _mapping(values, key, path).items():
+        if isinstance(value, dict):  # a method's own block
+            for inner, v in _mapping(value, f"{key}: {name}", path).items():
+                out[f"{name}.{inner}"] = _coerce_all(v)
+        else:
+            out[str(name)] = _coerce_all(value)
+    return out
+
+
+def _coerce_all(value: Any) -> Any:
+    return [coerce_number(v) for v in value] if isinstance(value, list) else coerce_number(value)
+
+
+def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
+    """``--grid lr=1e-3,1e-2 --grid vpt.prompt_length=5,10`` -> ``{"lr": [0.001, 0.01], ...}``."""
+    grid: dict[str, list[Any]] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if not sep or not key.strip() or not values:
+            raise ConfigError(f"malformed --grid '{item}'; expected KEY=V1,V2,..., e.g. "
+                              "--grid lr=1e-3,1e-2")
+        parsed = []
+        for v in values:
+            try:
+                value = yaml.safe_load(v)
+            except yaml.YAMLError:
+                raise ConfigError(f"malformed --grid '{item}': cannot parse '{v}'") from None
+            parsed.append(coerce_number(value))
+        grid[key.strip()] = parsed
+    return grid
+
+
 def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> list[Matrix]:
     """Read a YAML matrix; ``overrides`` (from ``--set``) apply on top of the file's ``set``."""
     try:
@@ -146,23 +197,32 @@ def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> lis
             raise ConfigError(f"config file '{path}': each entry of 'runs' must be a mapping "
                               f"with keys among {', '.join(sorted(MATRIX_KEYS - {'runs'}))}")
         merged = {**doc, **block}
-        sets = {**_mapping(doc.get("set"), "set", path),
-                **_mapping(block.get("set"), "set", path)}
-        sets = {k: coerce_number(v) for k, v in sets.items()}
+        sets = flatten_settings(doc.get("set"), path) | flatten_settings(block.get("set"), path)
         for key, value in sets.items():
             check_finite(key, value, f"set {key}={value!r} in '{path}'")
+        sets |= dict(overrides or {})
+        grid = (flatten_settings(doc.get("grid"), path, "grid")
+                | flatten_settings(block.get("grid"), path, "grid"))
+        bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
+        if bad:
+            raise ConfigError(f"config file '{path}': grid values must be non-empty lists; "
+                              f"see {', '.join(bad)}")
+        for key, values in grid.items():
+            check_finite(key, values, f"grid {key}={values!r} in '{path}'")
         weights = merged.get("weights", "pretrained")
         if not isinstance(weights, str):
             raise ConfigError(f"config file '{path}': 'weights' must be pretrained, none or a "
                               f"file path, not {weights!r}")
         try:
             seeds = parse_seeds(merged.get("seeds"))
+            tune_seeds = merged.get("tune_seeds")
+            tune_seeds = None if tune_seeds is None else parse_seeds(tune_seeds)
         except ConfigError as exc:
             raise ConfigError(f"config file '{path}': {exc}") from None
         matrices.append(Matrix(
             methods=_names(merged, "methods", path),
             backbones=_names(merged, "backbones", path),
             datasets=_names(merged, "datasets", path),
-            seeds=seeds, weights=weights, overrides=sets | dict(overrides or {}),
-            name=str(doc.get("name", Path(path).stem))))
+            seeds=seeds, weights=weights, overrides=sets,
+            name=str(doc.get("name", Path(path).stem)), grid=grid, tune_seeds=tune_seeds))
     return matrices

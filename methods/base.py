@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from lionbench.config import floats_as_floats
 from lionbench.errors import ConfigError
 
 
@@ -47,6 +48,7 @@ class MethodConfig:
     """Base of every method's hyperparameters. Subclasses add fields and extend ``validate``."""
 
     def __post_init__(self) -> None:
+        floats_as_floats(self)  # tau=1 and tau=1.0 are one setting, with one identity
         self.validate()
 
     def validate(self) -> None:

@@ -46,7 +46,7 @@ def test_table_marks_cells_with_unconverged_runs_and_explains_the_mark():
                                                               strict=True)}
     assert flags == {"head-tuning": (), "lion": ("solver",)}
     text = render_table(table, "markdown")
-    assert "0.5050 ± 0.0071\u00a7" in text
+    assert "0.5050 ± 0.0071 (n=2)\u00a7" in text
     assert "\u00a7 includes runs whose equilibrium solves did not converge" in text
     assert "\\S{}" in render_table(table, "latex")
 

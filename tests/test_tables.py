@@ -130,8 +130,10 @@ def test_aggregation_flags_and_rows() -> None:
 def test_clean_only_drops_flagged_runs() -> None:
     table = build_table(synthetic_runs(), current_protocol=1, clean_only=True)
     assert table.excluded["dirty tree or old protocol"] == 2
-    assert all(not c.flags for line in table.cells for c in line)
-    assert table.cells[2][0].n == 1 and table.footnotes() == []
+    # no dirty or protocol flag is left; cells that lost a seed say so
+    assert {c.flags for line in table.cells for c in line} == {(), ("seeds",)}
+    assert table.cells[2][0].n == 1 and table.cells[2][0].flags == ("seeds",)
+    assert table.footnotes() == ["\u00b6 fewer seeds than the table's most (2)"]
 
 
 def test_rich_marks_best_in_bold() -> None:
@@ -164,6 +166,11 @@ def test_empty_runs_and_odd_names_render() -> None:
     empty = synthetic_runs().iloc[:0]
     assert render_table(build_table(empty), "markdown").startswith("| Backbone | Method |")
     assert render_table(build_table(empty, preset="table4"), "markdown").count(" - ") == 24
-    odd = synthetic_runs().iloc[:1].assign(dataset="folder:/x_y", weights="ckpt/w_1.pt")
+    odd = synthetic_runs().iloc[:2].assign(dataset="folder:/x_y", weights="ckpt/w_1.pt")
+    latex = render_table(build_table(odd), "latex")  # weights shared: a footnote, by file stem
+    assert r"folder:/x\_y" in latex and r"runs share: weights=w\_1}" in latex
+    assert r"lion (weights" not in latex
+    odd.loc[1, "weights"] = "other/w_2.safetensors"  # weights differ in the column: labels
     latex = render_table(build_table(odd), "latex")
-    assert r"folder:/x\_y" in latex and r"lion (weights=ckpt/w\_1.pt)" in latex
+    assert r"lion (weights=w\_1)" in latex and r"lion (weights=w\_2)" in latex
+    assert "ckpt" not in latex and "other/" not in latex and r"\P{}" not in latex

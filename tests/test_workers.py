@@ -344,6 +344,7 @@ def test_migration_from_a_version_1_database(any_db):
     engine = create_db_engine(resolve_url(any_db))
     with engine.begin() as conn:  # a database as lionbench 0.1 (schema 1) left it
         metadata.create_all(conn)
+        conn.execute(text("DROP TABLE tunings"))  # v7
         conn.execute(text("DROP INDEX ix_runs_cell_hash"))
         for col in ("requeue_reason", "requeued_at", "cell_hash", "runtime", "data_id", "origin",
                     "imported_result", "interrupts", "warnings"):
@@ -360,7 +361,7 @@ def test_migration_from_a_version_1_database(any_db):
     engine.dispose()
     Store(any_db).add_pending(fake_configs(1), data_ids={"digits": "data:1234"})  # new columns
     store = Store(any_db)
-    assert store.execute("select value from meta")[0][0] == str(SCHEMA_VERSION) == "6"
+    assert store.execute("select value from meta")[0][0] == str(SCHEMA_VERSION) == "7"
     cells = dict(store.execute("select run_hash, cell_hash from runs"))
     assert cells[old.run_hash] == old.cell_hash  # v3 filled in the runs it found
     v4 = {r[0]: r[1:] for r in store.execute(
@@ -372,6 +373,7 @@ def test_migration_from_a_version_1_database(any_db):
     # v6 derived the warnings of the done runs it found from their stored solver counts
     assert [r["warnings"] for r in store.runs_with_warnings()] == [
         ["p1: 3 forward solves did not converge"]]
+    assert store.fetch_tunings() == []  # v7 created the table of tune's choices
     row = store.claim_next("w:1")
     assert store.requeue(row["id"], row["attempts"], "lost") == "pending"
     assert store.get_run(row["id"])["requeue_reason"] == "lost"

@@ -8,6 +8,8 @@ one per finished run). Names are data, never rich markup (see options.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -37,10 +39,12 @@ def run_label(c: Any) -> str:
     return f"{c.method} / {c.backbone} / {c.dataset} / seed {c.seed}"
 
 
-def done_line(info: dict[str, Any]) -> Text:
+def done_line(info: dict[str, Any], show_test: bool = True) -> Text:
     r, c = info["result"], info["config"]
-    return Text(f"  done  {run_label(c)}: test top-1 {r.test_top1:.4f} (val {r.val_top1:.4f}), "
-                f"{r.params_trainable:,} trainable, {r.train_seconds:.1f} s")
+    score = (f"test top-1 {r.test_top1:.4f} (val {r.val_top1:.4f})" if show_test
+             else f"val top-1 {r.val_top1:.4f}")
+    return Text(f"  done  {run_label(c)}: {score}, {r.params_trainable:,} trainable, "
+                f"{r.train_seconds:.1f} s")
 
 
 def failed_line(info: dict[str, Any]) -> Text:
@@ -56,20 +60,34 @@ def print_validation(console: Console, plan: Plan) -> None:
 
 def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary:
     """Run the plan with progress bars on a terminal, plain flushed lines otherwise."""
+    with progress_events(console, plan) as on_event:
+        return run_plan(plan, on_event=on_event, **kwargs)
+
+
+@contextmanager
+def progress_events(console: Console, plan: Plan | None = None,
+                    show_test: Callable[[], bool] = lambda: True
+                    ) -> Iterator[Callable[[str, dict[str, Any]], None]]:
+    """An ``on_event`` for ``run_plan``: bars on a terminal (each plan's "start" resets them:
+    ``lionbench tune`` runs two plans, the candidates, then the winners' final seeds), plain
+    flushed lines otherwise. ``show_test() == False`` prints a finished run's validation score
+    only: while tuning, no one should see the candidates' test numbers."""
+    if plan is not None:
+        print_validation(console, plan)
     if not console.is_terminal:
-        return run_plan(plan, on_event=plain_events(console), **kwargs)
+        yield plain_events(console, show_test)
+        return
     columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
-    print_validation(console, plan)
     with Progress(*columns, console=console, transient=False) as progress:
         matrix_task = progress.add_task("runs", total=None)
         epoch_task = progress.add_task("", total=None, visible=False)
 
         def on_event(kind: str, info: dict[str, Any]) -> None:
             if kind == "start":
-                progress.update(matrix_task, total=info["total"],
-                                description=f"runs on {info['device']} "
-                                            f"({info['skipped']} already stored)")
+                progress.reset(matrix_task, total=info["total"],
+                               description=f"runs on {info['device']} "
+                                           f"({info['skipped']} already stored)")
             elif kind == "run":
                 progress.update(epoch_task, visible=True, completed=0,
                                 total=info["config"].train.epochs,
@@ -78,15 +96,15 @@ def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary
                 progress.update(epoch_task, completed=info["done"])
             elif kind in ("done", "failed"):
                 progress.advance(matrix_task)
-                line = done_line(info) if kind == "done" else failed_line(info)
+                line = done_line(info, show_test()) if kind == "done" else failed_line(info)
                 progress.console.print(line, highlight=False, soft_wrap=True)
             elif kind == "end":
                 progress.update(epoch_task, visible=False)
 
-        return run_plan(plan, on_event=on_event, **kwargs)
+        yield on_event
 
 
-def plain_events(console: Console) -> Any:
+def plain_events(console: Console, show_test: Callable[[], bool] = lambda: True) -> Any:
     """Events as plain lines, each flushed at once: what a log file of a long run shows."""
     state = {"started": 0, "total": 0}
 
@@ -96,7 +114,7 @@ def plain_events(console: Console) -> Any:
 
     def on_event(kind: str, info: dict[str, Any]) -> None:
         if kind == "start":
-            state["total"] = info["total"]
+            state["started"], state["total"] = 0, info["total"]
             say(f"{info['total']} run(s) on {info['device']} ({info['skipped']} already stored)")
         elif kind == "run":
             state["started"] += 1
@@ -104,7 +122,7 @@ def plain_events(console: Console) -> Any:
         elif kind == "progress":
             say(epoch_line(info))
         elif kind == "done":
-            say(done_line(info))
+            say(done_line(info, show_test()))
         elif kind == "failed":
             say(failed_line(info))
     return on_event

@@ -47,20 +47,23 @@ def table(
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Render the (empty) layout "
                                      "even when no run is done; by default say so on stderr "
                                      "and print nothing."),
+    selected: bool = typer.Option(False, "--selected", help="Only the configurations "
+                                  "`lionbench tune` chose on validation: one row per method, "
+                                  "the chosen values in a footnote."),
 ) -> None:
     """Render stored results in the paper's layout (mean ± std over seeds, best marked)."""
     if output is not None:
         check_writable(output, "table")
     print_table(Store(db, read_only=True), fmt=fmt, output=output, preset=preset,
                 compare=compare, clean_only=clean_only, mark_imported=mark_imported,
-                allow_empty=allow_empty)
+                allow_empty=allow_empty, selected=selected)
 
 
 def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
                 output: Path | None = None, preset: str | None = None,
                 compare: str | None = None, clean_only: bool = False,
                 method_order: tuple[str, ...] | None = None, mark_imported: bool = True,
-                allow_empty: bool = True) -> None:
+                allow_empty: bool = True, selected: bool = False) -> None:
     """Render the store's table to stdout or ``output`` (what ``table`` and ``run`` print).
     Without done runs and ``allow_empty``: one line on stderr, nothing on stdout, exit 0."""
     from lionbench.report import render_stored_table  # not for status or export
@@ -69,7 +72,7 @@ def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "ri
     rendered = render_stored_table(store, hashes=hashes, fmt=fmt, preset=preset,
                                    compare=compare, clean_only=clean_only,
                                    method_order=method_order, mark_imported=mark_imported,
-                                   allow_empty=allow_empty)
+                                   allow_empty=allow_empty, selected=selected)
     if rendered is None:
         err_console.print(f"no done runs in {store.safe_url}; run `lionbench run` first "
                           "(--allow-empty renders the empty layout)", highlight=False,

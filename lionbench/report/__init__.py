@@ -1,8 +1,10 @@
 """report: comparison tables, their renderers, plots, and the paper's own numbers.
 
-Owns the paper-layout tables (tables.py), rich/markdown/LaTeX/CSV rendering (render.py),
-figures (plots.py), the paper's published results and table layouts (paper.py), the method
-catalog read as plain data (catalog.py) and tables of a store's runs (stored.py). May import
+Owns the paper-layout tables (tables.py), which runs make one cell and how rows are labelled
+(cells.py), the validation-selected configurations of ``table --selected`` (selected.py),
+rich/markdown/LaTeX/CSV rendering (render.py), figures (plots.py), the paper's published
+results and table layouts (paper.py), the method catalog read as plain data (catalog.py) and
+tables of a store's runs (stored.py). May import
 ``lionbench.store`` and the core modules; never torch, the methods or training, so that
 ``lionbench table`` answers in well under a second.
 """

@@ -11,8 +11,10 @@ Why it looks like this:
 - Only done runs with a test top-1 count; ``clean_only`` drops runs from a dirty tree or another
   protocol version, as ``lionbench table --clean-only`` does. Error bars are the sample std over
   seeds (0 for a single seed).
-- A method's runs with non-default settings (a tau sweep, say) are told apart by comparing their
-  ``method_config`` with the registry's defaults, so a sweep never leaks into another curve.
+- A series is one configuration per point, as a table cell is (``lionbench.report.cells``):
+  runs of other method settings, training settings (an lr sweep), weights or pipelines are
+  series of their own, labelled by what differs (``LION (lr=1e-2)``), so a sweep never leaks
+  into another curve and no point averages two configurations.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from lionbench.files import make_output_folder
 
 from . import paper as ref
 from .catalog import default_weights, method_defaults, non_default_settings
+from .cells import describe_cell, label_cells
 
 FORMATS = ("png", "pdf")
 SERIES_KEY = "lionbench:series"  # PNG text chunk; the PDF carries the same JSON as Subject
@@ -87,8 +90,10 @@ def plot_sensitivity(runs_df: pd.DataFrame, output: Path, formats: tuple[str, ..
         keep = df["_diff"].map(lambda d, p=param: set(d) <= {p}).astype(bool)
         sub = df[keep].assign(_x=[_param(mc, method, param) for mc in df.loc[keep, "_mc"]])
         sub = sub[sub["_x"].notna()]
-        groups = _label_groups(sub, ["backbone", "dataset"],
-                               lambda k: f"{BACKBONE_LABELS.get(k[0], k[0])} / {k[1]}")
+        sub = sub.assign(_label=_cell_labels(sub, hidden=(param,)))
+        groups = [(f"{BACKBONE_LABELS.get(b, b)} / {d}" + (f" ({lab})" if lab else ""), g)
+                  for (b, d, lab), g in sub.groupby(["backbone", "dataset", "_label"],
+                                                    sort=True)]
         for i, (label, g) in enumerate(groups):
             s = _series(param, label, g, "_x")
             all_series.append(s)
@@ -129,8 +134,9 @@ def plot_tradeoff(runs_df: pd.DataFrame, output: Path, formats: tuple[str, ...] 
     if df.empty:
         raise PlotError("no done runs with a test top-1 and a trainable-parameter count to plot"
                         + (f" for datasets {', '.join(datasets)}" if datasets else ""))
-    df = df.assign(_variant=[_variant_label(m, w, d) for m, w, d in
-                             zip(df["method"], df["weights"], df["_diff"], strict=True)])
+    df = df.assign(_variant=[f"{ref.METHOD_LABELS.get(m, m)} ({lab})" if lab else
+                             ref.METHOD_LABELS.get(m, m)
+                             for m, lab in zip(df["method"], _cell_labels(df), strict=True)])
     names = _ordered(list(df["dataset"]), ref.DATASET_ORDER)
     ncols = min(4, len(names))
     nrows = math.ceil(len(names) / ncols)
@@ -221,37 +227,22 @@ def _param(mc: dict[str, Any], method: str, name: str) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _variant_label(method: str, weights: Any, diff: dict[str, Any]) -> str:
-    label = ref.METHOD_LABELS.get(method, method)
-    parts = [f"{k}={v}" for k, v in diff.items()]
-    w = "pretrained" if weights in (None, "", "timm") else str(weights)
-    if w != default_weights(method):
-        parts.append(f"weights={w}")
-    return f"{label} ({', '.join(parts)})" if parts else label
-
-
-def _label_groups(df: pd.DataFrame, keys: list[str], name: Any) -> list[tuple[str, pd.DataFrame]]:
-    """Groups by ``keys``, split further by training settings where runs differ in them (so
-    runs of different epochs are never averaged), the differing settings added to the label."""
-    sigs = [_train_sig(c) for c in df.get("config", pd.Series([{}] * len(df), df.index))]
-    df = df.assign(_sig=sigs)
-    differing = _differing_keys([json.loads(s) for s in set(sigs)])
-    out = []
-    for key, g in df.groupby([*keys, "_sig"], sort=True):
-        sig = json.loads(key[-1])
-        extra = ", ".join(f"{k}={sig.get(k)}" for k in differing)
-        out.append((name(key[:-1]) + (f" ({extra})" if extra else ""), g))
-    return out
-
-
-def _train_sig(config: Any) -> str:
-    c = json.loads(config) if isinstance(config, str) else (config or {})
-    return json.dumps(c.get("train") or {}, sort_keys=True, default=str)
-
-
-def _differing_keys(dicts: list[dict[str, Any]]) -> list[str]:
-    keys = sorted({k for d in dicts for k in d})
-    return [k for k in keys if len({json.dumps(d.get(k), default=str) for d in dicts}) > 1]
+def _cell_labels(df: pd.DataFrame, hidden: tuple[str, ...] = ()) -> list[str]:
+    """Each run's label suffix, by the tables' rules (``lionbench.report.cells``)."""
+    infos = []
+    for r in df.to_dict("records"):
+        w = r.get("weights")
+        w = (default_weights(r["method"]) if w is None or w == "" or
+             (isinstance(w, float) and math.isnan(w)) else
+             "pretrained" if w in ("pretrained", "timm") else str(w))
+        config = r.get("config")
+        infos.append(describe_cell({
+            "method": r["method"], "backbone": r["backbone"], "dataset": r["dataset"],
+            "weights": w, "weights_id": r.get("weights_id"),
+            "cell_hash": r.get("cell_hash") if isinstance(r.get("cell_hash"), str) else None,
+            "config": json.loads(config) if isinstance(config, str) else config}))
+    labels = label_cells(infos, hidden=hidden)
+    return [labels.suffix(info.key) for info in infos]
 
 
 def _series(panel: str, label: str, g: pd.DataFrame, xcol: str) -> Series:

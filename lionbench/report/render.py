@@ -54,7 +54,7 @@ def _grid(table: ComparisonTable) -> list[list[tuple[str, str, bool]]]:
     for i, row in enumerate(table.rows):
         first = i == 0 or table.rows[i - 1].backbone != row.backbone
         line = [(row.backbone_label if first else "", "", False), (row.method_label, "", False)]
-        line += [(*cell_text(c), c.best) for c in table.cells[i]]
+        line += [(*cell_text(c, show_n=table.max_seeds > 1), c.best) for c in table.cells[i]]
         if table.show_params:
             line.append((*_params_text(table, i), False))
         out.append(line)
@@ -107,11 +107,12 @@ def to_markdown(table: ComparisonTable) -> str:
 _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                    "^": r"\textasciicircum{}", "\u00b1": r"$\pm$", "\u2020": r"\dag{}",
-                   "\u2021": r"\ddag{}", "\u00a7": r"\S{}"}
+                   "\u2021": r"\ddag{}", "\u00a7": r"\S{}",
+                   "\u00b6": r"\P{}"}
 
 
 def latex_escape(s: str) -> str:
-    """Escape LaTeX specials (_ % & $ # { } ~ ^ \\) and spell ±, †, ‡ and § as LaTeX."""
+    """Escape LaTeX specials (_ % & $ # { } ~ ^ \\) and spell ±, †, ‡, § and ¶ as LaTeX."""
     return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in s)
 
 

@@ -10,7 +10,7 @@ from lionbench.errors import ConfigError
 from lionbench.store import Store
 
 from .render import FORMATS, render_table
-from .tables import build_table
+from .tables import SelectedCell, build_table
 
 # what a table reads of each run (not its history, extra metrics or package versions)
 TABLE_COLUMNS = ("run_hash", "cell_hash", "status", "method", "backbone", "weights",
@@ -39,22 +39,35 @@ def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[s
     return runs
 
 
+def load_selection(store: Store) -> dict[tuple[str, str, str], SelectedCell]:
+    """The validation-selected configuration of every tuned (backbone, method, dataset)."""
+    chosen = store.selected_cells()
+    if not chosen:
+        raise ConfigError(f"no tuning with a chosen configuration in '{store.safe_url}'; run "
+                          "`lionbench tune ...` first (see lionbench tune --help)")
+    return {key: SelectedCell(c["cell_hash"], tuple(c["seeds"]), dict(c["values"]))
+            for key, c in chosen.items()}
+
+
 def render_stored_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
                         preset: str | None = None, compare: str | None = None,
                         clean_only: bool = False, method_order: tuple[str, ...] | None = None,
-                        mark_imported: bool = True, allow_empty: bool = True) -> Any:
+                        mark_imported: bool = True, allow_empty: bool = True,
+                        selected: bool = False) -> Any:
     """The comparison table of the store's done runs, rendered in ``fmt`` (imported results
     marked ``‡`` unless ``mark_imported=False``); None when there is no done run and
-    ``allow_empty`` is False (an empty table says nothing a user can use)."""
+    ``allow_empty`` is False (an empty table says nothing a user can use). ``selected``: only
+    the configurations ``lionbench tune`` chose, one row per method and backbone."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown table format '{fmt}'; valid: {', '.join(FORMATS)}")
+    selection = load_selection(store) if selected else None
     runs = load_done_runs(store, hashes)
     if not runs and not allow_empty:
         return None
     try:
         table = build_table(runs, preset=preset, clean_only=clean_only, compare=compare,
                             current_protocol=PROTOCOL_VERSION, method_order=method_order,
-                            mark_imported=mark_imported)
+                            mark_imported=mark_imported, selected=selection)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return render_table(table, fmt)

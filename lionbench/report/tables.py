@@ -2,19 +2,25 @@
 
 Why: the point of the benchmark is to put our numbers where the paper's are. ``build_table``
 turns runs (a DataFrame or dicts, one per run) into a ``ComparisonTable``: rows grouped by
-backbone then method, one column per dataset, cells holding mean ± std over seeds, the best
-cell of each column marked within each backbone block (the paper bolds per block), and a final
-Params (M) column holding the MAXIMUM trainable parameter count (incl. head) over the row's
-runs, since the paper's Params is "the maximum number of parameters that can be trained".
+backbone then method, one column per dataset, cells holding mean ± std over seeds with the
+number of seeds, the best cell of each column marked within each backbone block (the paper
+bolds per block), and a final Params (M) column holding the MAXIMUM trainable parameter count
+(incl. head) over the row's runs, since the paper's Params is "the maximum number of parameters
+that can be trained".
 
-Honesty rules: only ``status == "done"`` runs count; runs from a dirty git tree (``*``) or an
-older protocol version (``†``) are flagged in their cell and explained in a footnote, or left
-out with ``clean_only=True``; results imported from another database (``‡``) are flagged,
-since their metrics cannot be re-derived here (``mark_imported=False`` drops the mark); runs
-stored with solver warnings (``§``: equilibrium solves that did not converge,
-``lionbench.store.health``) are flagged likewise; runs that started from other weights than the
-method's usual ones (pretrained; none for retraining) get a row of their own, e.g.
-``head-tuning (weights=none)``.
+Honesty rules: a cell is one configuration (the runs' identity without the seed; see
+``lionbench.report.cells``): runs of other settings, weights or pipelines get rows of their own,
+labelled by what differs (``lion (lr=1e-2)``, ``head-tuning (weights=none)``); settings every
+run of a column shares go into a footnote. Only ``status == "done"`` runs count; runs from a
+dirty git tree (``*``) or an older protocol version (``†``) are flagged in their cell and
+explained in a footnote, or left out with ``clean_only=True``; results imported from another
+database (``‡``) are flagged, since their metrics cannot be re-derived here
+(``mark_imported=False`` drops the mark); runs stored with solver warnings (``§``: equilibrium
+solves that did not converge, ``lionbench.store.health``) are flagged likewise; when cells hold
+different numbers of seeds, every cell shows its ``(n=k)`` and those with fewer seeds than the
+table's most are marked (``¶``). ``selected`` keeps, per (backbone, method, dataset), only the
+configuration ``lionbench tune`` chose on validation, one row per method, the chosen values in
+a footnote.
 
 ``compare="paper"`` writes the paper's value and our difference beside each of our cells:
 ``0.8512 (paper 0.8628, -0.0116)`` (difference = ours - paper; ``- (paper 0.8628)`` where we
@@ -32,15 +38,18 @@ from lionbench.config import PROTOCOL_VERSION
 from lionbench.store.health import has_warnings
 
 from . import paper as ref
-from .catalog import default_weights, non_default_settings
+from .catalog import default_weights
+from .cells import describe_cell, label_cells, shared_note, sort_key
+from .selected import SelectedCell, is_selected, selection_notes
 
-__all__ = ["Cell", "Column", "ComparisonTable", "Row", "build_table", "cell_text",
-           "format_number", "PRESETS"]
+__all__ = ["Cell", "Column", "ComparisonTable", "Row", "SelectedCell", "build_table",
+           "cell_text", "format_number", "PRESETS"]
 
 PRESETS = ref.PRESETS
 # * dirty git tree, † an old protocol version, ‡ a result imported from elsewhere,
-# § unconverged equilibrium solves
-FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020", "imported": "\u2021", "solver": "\u00a7"}
+# § unconverged equilibrium solves, ¶ fewer seeds than the table's best-covered cell
+FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020", "imported": "\u2021", "solver": "\u00a7",
+                "seeds": "\u00b6"}
 PRETRAINED_ALIASES = {"pretrained", "timm"}
 DIGITS, PARAM_DIGITS = 4, 3
 
@@ -58,8 +67,8 @@ class Row:
     method: str
     weights: str  # normalised: "pretrained", "none" or a path
     backbone_label: str
-    method_label: str  # includes the "(weights=...)" suffix where the weights are unusual
-    settings: str = ""  # method settings that differ from the registered defaults, "k=v, ..."
+    method_label: str  # the method and, in parentheses, what sets this row's runs apart
+    settings: str = ""  # that suffix: "weights=none, lr=1e-2, tau=0.2" ("" for the plain row)
 
 
 @dataclass
@@ -96,6 +105,8 @@ class ComparisonTable:
     compare: str | None = None
     current_protocol: int | None = None
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> number of runs
+    notes: list[str] = field(default_factory=list)  # shared settings, validation choices
+    max_seeds: int = 1  # the most seeds of any cell; cells show n when it is above 1
 
     def blocks(self) -> list[tuple[int, int]]:
         """(start, stop) row ranges of consecutive rows sharing a backbone."""
@@ -123,6 +134,10 @@ class ComparisonTable:
         if "solver" in used:
             notes.append(f"{FLAG_SYMBOLS['solver']} includes runs whose equilibrium solves did "
                          "not converge (more than 1 % of them; `lionbench status` lists them)")
+        if "seeds" in used:
+            notes.append(f"{FLAG_SYMBOLS['seeds']} fewer seeds than the table's most "
+                         f"({self.max_seeds})")
+        notes += self.notes
         if self.compare == "paper":
             notes.append("(paper P, D): the paper's value P and ours minus the paper's, D")
         return notes
@@ -135,14 +150,17 @@ def format_number(x: float | None, digits: int = DIGITS, signed: bool = False) -
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 
-def cell_text(cell: Cell, digits: int = DIGITS) -> tuple[str, str]:
-    """(our part, comparison part): "0.8628 ± 0.0031*", " (paper 0.8700, -0.0072)".
+def cell_text(cell: Cell, digits: int = DIGITS, show_n: bool = False) -> tuple[str, str]:
+    """(our part, comparison part): "0.8628 ± 0.0031 (n=3)*", " (paper 0.8700, -0.0072)".
 
-    Renderers embolden the first part only and escape both.
+    ``show_n`` adds the number of seeds (tables whose cells have more than one). Renderers
+    embolden the first part only and escape both.
     """
     ours = format_number(cell.mean, digits)
     if cell.std is not None and cell.n > 1:
         ours += f" \u00b1 {format_number(cell.std, digits)}"
+    if show_n and cell.n:
+        ours += f" (n={cell.n})"
     ours += "".join(FLAG_SYMBOLS[f] for f in cell.flags)
     extra = ""
     if cell.paper is not None:
@@ -178,35 +196,29 @@ def _number(value: Any) -> float | None:
 def _normalise(records: list[dict[str, Any]], metric: str, current_protocol: int,
                mark_imported: bool = True) -> list[dict[str, Any]]:
     """Each run with what the table needs: ``_value``, ``_dirty``, ``_protocol``,
-    ``_imported``, ``_settings`` and ``weights`` normalised ("pretrained", "none" or a path)."""
-    labels: dict[tuple[str, int], str] = {}  # the runs of a stored cell share one config dict
+    ``_imported``, ``_solver``, ``_params``, ``weights`` normalised ("pretrained", "none" or a
+    path) and ``_cell`` (its configuration, described once per cell: the runs of a stored cell
+    share one config dict)."""
+    cells: dict[tuple[Any, ...], Any] = {}
     out = []
     for r in records:
         method, config, weights = r["method"], r.get("config"), r.get("weights")
-        key = (method, id(config))
-        if key not in labels:
-            labels[key] = _settings_label(method, config)
+        weights = (default_weights(method) if weights is None or weights == "" else
+                   "pretrained" if str(weights) in PRETRAINED_ALIASES else str(weights))
+        run = {**r, "status": r.get("status") or "done", "weights": weights,
+               "_value": _number(r.get(metric)),
+               "_dirty": bool(r.get("git_dirty") or False),
+               "_params": _number(r.get("params_trainable"))}
         version = _number(r.get("protocol_version"))
-        out.append({**r, "status": r.get("status") or "done",
-                    "weights": (default_weights(method) if weights is None or weights == "" else
-                                "pretrained" if str(weights) in PRETRAINED_ALIASES
-                                else str(weights)),
-                    "_settings": labels[key], "_value": _number(r.get(metric)),
-                    "_dirty": bool(r.get("git_dirty") or False),
-                    "_protocol": version is not None and version != current_protocol,
-                    "_imported": mark_imported and bool(r.get("imported_result") or False),
-                    "_solver": has_warnings(r.get("warnings")),
-                    "_params": _number(r.get("params_trainable"))})
+        run["_protocol"] = version is not None and version != current_protocol
+        run["_imported"] = mark_imported and bool(r.get("imported_result") or False)
+        run["_solver"] = has_warnings(r.get("warnings"))
+        key = (r.get("cell_hash"), id(config), r["backbone"], method, weights, r["dataset"])
+        if key not in cells:
+            cells[key] = describe_cell(run)
+        run["_cell"] = cells[key]
+        out.append(run)
     return out
-
-
-def _settings_label(method: str, config: Any) -> str:
-    """``"tau=0.2, deq_layers=2"``: the run's method settings that differ from the registered
-    defaults, so that a sweep (Figure 3) gets one row per value instead of one merged mean."""
-    if not isinstance(config, dict) or not isinstance(config.get("method_config"), dict):
-        return ""
-    return ", ".join(f"{k}={v}" for k, v in
-                     non_default_settings(method, config["method_config"]).items())
 
 
 def _order(values: list[str], first: tuple[str, ...]) -> list[str]:
@@ -218,7 +230,9 @@ def _order(values: list[str], first: tuple[str, ...]) -> list[str]:
 def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top1",
                 clean_only: bool = False, current_protocol: int | None = None,
                 compare: str | None = None, method_order: tuple[str, ...] | None = None,
-                mark_imported: bool = True) -> ComparisonTable:
+                mark_imported: bool = True,
+                selected: dict[tuple[str, str, str], SelectedCell] | None = None
+                ) -> ComparisonTable:
     """Aggregate runs (a DataFrame or an iterable of dicts, one per run) into a paper-style
     comparison table.
 
@@ -231,6 +245,8 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
     protocol version (e.g. the paper's pseudo-runs) are never flagged for it.
     ``mark_imported=False`` drops the ``‡`` of results that came by import (their metrics
     cannot be re-derived here; marking them is the default).
+    ``selected`` ((backbone, method, dataset) -> the tuned choice) keeps only the chosen
+    configuration's final seeds: one row per method and backbone.
     """
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
@@ -257,6 +273,9 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
     drop(lambda r: r["_value"] is None, f"no {metric}")
     if clean_only:
         drop(lambda r: r["_dirty"] or r["_protocol"], "dirty tree or old protocol")
+    if selected is not None:
+        drop(lambda r: not is_selected(r, r["_cell"].key, selected), "not the "
+             "validation-selected configuration's final seeds")
 
     if preset is not None:
         p = PRESETS[preset]
@@ -265,7 +284,8 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
         datasets = {c.dataset for c in columns}
         drop(lambda r: not (r["backbone"] in bb_labels and r["method"] in p.methods
                             and r["dataset"] in datasets), "outside the preset")
-        drop(lambda r: r["_settings"] != "", "non-default method settings (sweeps)")
+        if selected is None:  # a tuned choice may set a method key (VPT's prompt length)
+            drop(lambda r: bool(r["_cell"].method_diff), "non-default method settings (sweeps)")
         backbones, methods = list(bb_labels), list(p.methods)
         title, show_params, params_label = p.title, p.params, "Params"
     else:
@@ -274,41 +294,46 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
         methods = _order([r["method"] for r in runs_], method_order or ref.METHOD_ORDER)
         columns = [Column(d, d) for d in _order([r["dataset"] for r in runs_],
                                                 ref.DATASET_ORDER)]
-        title = f"{metric}: mean \u00b1 std over seeds"
+        title = f"{metric}: mean \u00b1 std over seeds" + (
+            " (configurations chosen on validation)" if selected is not None else "")
         show_params, params_label = True, "Params (M)"
 
-    groups: dict[tuple[str, str, str, str, str], list[dict[str, Any]]] = {}
+    chosen = tuple(sorted({k for c in (selected or {}).values() for k in c.values}))
+    labels = label_cells((r["_cell"] for r in runs_), hidden=chosen)
+    suffixes = {key: labels.suffix(key) for key in labels.parts}
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    variants_of: dict[tuple[str, str], dict[str, Any]] = {}  # (bb, m) -> {suffix: sort key}
     for r in runs_:
-        key = (r["backbone"], r["method"], r["weights"], r["_settings"], r["dataset"])
-        groups.setdefault(key, []).append(r)
-    variants_of: dict[tuple[str, str], set[tuple[str, str]]] = {}  # (bb, m) -> {(w, settings)}
-    for bb, m, w, settings, _ in groups:
-        variants_of.setdefault((bb, m), set()).add((w, settings))
+        key = r["_cell"].key
+        group = (r["backbone"], r["method"], suffixes[key], r["dataset"])
+        if group not in groups:
+            groups[group] = []
+            variants_of.setdefault(group[:2], {}).setdefault(
+                group[2], sort_key(labels.parts[key]))
+        groups[group].append(r)
 
     rows: list[Row] = []
     for bb in backbones:
         for m in methods:
-            default = default_weights(m)
-            found = variants_of.get((bb, m), set())
+            found = variants_of.get((bb, m), {})
             if preset is None and not found:
                 continue
-            variants = [(default, "")] + sorted(found - {(default, "")},
-                                                key=lambda v: (v[0] != default, v[0] != "none", v))
-            if preset is None and (default, "") not in found:
-                variants = variants[1:]
+            variants = sorted(found, key=lambda v: found[v])
+            if preset is not None and "" not in found:
+                variants = ["", *variants]
             label = ref.METHOD_LABELS.get(m, m) if preset else m
-            for w, settings in variants:
-                parts = [f"weights={w}"] if w != default else []
-                parts += [settings] if settings else []
-                suffix = f" ({', '.join(parts)})" if parts else ""
-                rows.append(Row(bb, m, w, bb_labels.get(bb, bb), label + suffix, settings))
+            for suffix in variants:
+                weights = next((r["weights"] for (b, mm, v, _), g in groups.items()
+                                if (b, mm, v) == (bb, m, suffix) for r in g), default_weights(m))
+                rows.append(Row(bb, m, weights, bb_labels.get(bb, bb),
+                                f"{label} ({suffix})" if suffix else label, suffix))
 
     cells, params_m, paper_params = [], [], []
     for row in rows:
         line, pmax = [], None
         usual = row.weights == default_weights(row.method) and not row.settings
         for col in columns:
-            group = groups.get((row.backbone, row.method, row.weights, row.settings, col.dataset))
+            group = groups.get((row.backbone, row.method, row.settings, col.dataset))
             cell = _cell(group) if group else Cell()
             params = [r["_params"] for r in group or () if r["_params"] is not None]
             if params:
@@ -321,9 +346,15 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
         paper_params.append(ref.paper_params_m(row.backbone, row.method)
                             if compare and usual else None)
 
+    notes = [n for n in [shared_note(labels.shared, [c.dataset for c in columns])] if n]
+    if selected is not None:
+        notes += selection_notes(selected, [(r.backbone, r.method, r.method_label,
+                                             bb_labels.get(r.backbone, r.backbone)) for r in rows],
+                                 [(c.dataset, c.label) for c in columns])
     table = ComparisonTable(rows, columns, cells, params_m, paper_params, show_params,
                             params_label, metric, title, preset, compare, current_protocol,
-                            excluded)
+                            excluded, notes)
+    _mark_seeds(table)
     _mark_best(table)
     return table
 
@@ -336,6 +367,15 @@ def _cell(group: list[dict[str, Any]]) -> Cell:
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
     flags = tuple(f for f in FLAG_SYMBOLS if any(r.get(f"_{f}") for r in group))
     return Cell(mean=mean, std=std, n=n, flags=flags)
+
+
+def _mark_seeds(table: ComparisonTable) -> None:
+    """Where cells hold different numbers of seeds, flag the ones with fewer than the most."""
+    table.max_seeds = max((c.n for line in table.cells for c in line), default=0) or 1
+    for line in table.cells:
+        for c in line:
+            if 0 < c.n < table.max_seeds:
+                c.flags = (*c.flags, "seeds")
 
 
 def _mark_best(table: ComparisonTable) -> None:

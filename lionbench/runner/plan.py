@@ -16,7 +16,7 @@ from typing import Any
 from lionbench.backbones import PRETRAINED, check_pretrained_available, get_backbone_spec
 from lionbench.config import RunConfig, check_overrides, parse_set_options
 from lionbench.data import get_dataset
-from lionbench.errors import DatasetError
+from lionbench.errors import ConfigError, DatasetError
 from lionbench.matrix import Matrix, load_matrix_file, parse_seeds, split_names
 from lionbench.methods import get_method
 from lionbench.store import Store
@@ -159,6 +159,9 @@ def build_plan(config_file: Path | None = None, methods: str | None = None,
     notes: list[str] = []
     matrices = create_matrices(config_file, methods, backbones, datasets, seeds,
                                parse_set_options(set_items), weights, notes)
+    if any(m.grid for m in matrices):
+        raise ConfigError(f"config file '{config_file}' has a grid: choose from it on "
+                          f"validation with `lionbench tune {config_file}`")
     configs = expand_matrix(matrices)  # every name and value checked before the store is touched
     tags = matrices[0].name if matrices and matrices[0].name else ""
     plan = plan_runs(Store(db), configs, tags)

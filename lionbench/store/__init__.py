@@ -2,7 +2,8 @@
 
 Owns the schema and its migrations (schema.py), URLs and engines (engine.py), the run queue's
 status changes (queue.py), the :class:`Store` API (store.py), moving runs between databases
-(exchange.py, records.py) and the provenance recorded with each run (provenance.py). The
+(exchange.py, records.py), the provenance recorded with each run (provenance.py) and the
+choices of ``lionbench tune`` (tunings.py). The
 SQLAlchemy engine never leaves this package. May import only the core modules
 (``lionbench.config``, ``lionbench.errors``); never torch, methods, data or training, so that
 ``status``, ``table`` and ``export`` stay fast.

@@ -1,4 +1,5 @@
-"""The ``runs`` table, the ``meta`` table, and the migrations between schema versions.
+"""The ``runs`` table, the ``tunings`` table, the ``meta`` table, and the migrations between
+schema versions.
 
 The schema carries its version in ``meta``; ``MIGRATIONS`` upgrades an older database step by
 step, so every release can open every earlier database. ``METRIC_COLUMNS`` is the one list of
@@ -30,7 +31,7 @@ from lionbench.config import cell_hash_of
 
 from .health import warnings_json
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 STATUSES = ("pending", "running", "done", "failed")
 FINISHED = ("done", "failed")
 
@@ -79,6 +80,28 @@ runs = Table(
     Column("peak_memory_mb", Float),
     Column("extra", Text),
     Column("warnings", Text),  # v6: JSON list of one-line health warnings (store/health.py)
+)
+
+# v7: what `lionbench tune` chose for one (method, backbone, dataset, weights) and why: the grid,
+# every candidate's validation score (never a test number), the winner and the final seeds
+tunings = Table(
+    "tunings", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tuning_hash", String(64), unique=True, nullable=False),  # task + grid + seeds
+    Column("name", String(256), nullable=False, default=""),  # the matrix's name
+    Column("method", String(64), nullable=False, index=True),
+    Column("backbone", String(128), nullable=False),
+    Column("dataset", String(512), nullable=False),
+    Column("weights_id", String(128), nullable=False),
+    Column("grid", Text, nullable=False),  # JSON {key: [values]} as it applied to this method
+    Column("tune_seeds", Text, nullable=False),  # JSON [seeds] of the candidate runs
+    Column("final_seeds", Text, nullable=False),  # JSON [seeds] of the winner's final runs
+    Column("metric", String(32), nullable=False),  # what chose: val_top1
+    Column("rule", Text, nullable=False),  # the selection rule, tie-breaks included, in words
+    Column("candidates", Text, nullable=False),  # JSON [{values, cell_hash, val_top1, ...}]
+    Column("winner_cell_hash", String(64)),  # None: no candidate finished
+    Column("winner_values", Text),  # JSON {key: value}
+    Column("created_at", String(32), nullable=False),
 )
 
 METRIC_COLUMNS = ("test_top1", "test_top5", "val_top1", "best_epoch", "params_trainable",
@@ -150,6 +173,11 @@ def _v6(conn: Connection) -> None:
                      .values(warnings=warnings_json(decoded)))
 
 
+def _v7(conn: Connection) -> None:
+    """``tunings``: the choices of ``lionbench tune`` (a new table; runs are untouched)."""
+    metadata.create_all(conn, tables=[tunings], checkfirst=True)
+
+
 # version -> the step that brings a database from version-1 to version
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1, 2: _v2, 3: _v3, 4: _v4,
-                                                      5: _v5, 6: _v6}
+                                                      5: _v5, 6: _v6, 7: _v7}

@@ -3,7 +3,8 @@
 SQLite by default and any SQLAlchemy URL otherwise (lionbench.store.engine); the schema and its
 migrations are in lionbench.store.schema. :class:`Store` opens the database, adds planned runs
 and answers queries; every change of a run's status (claim, heartbeat, done, failed, back to
-pending) is a method of its base :class:`~lionbench.store.queue.RunQueue`. The SQLAlchemy
+pending) is a method of its base :class:`~lionbench.store.queue.RunQueue`, and the choices of
+``lionbench tune`` go through :class:`~lionbench.store.tunings.TuningStore`. The SQLAlchemy
 engine stays inside this package: callers ask the store, never the engine.
 """
 
@@ -48,6 +49,7 @@ from .schema import (
     meta_table,
     runs,
 )
+from .tunings import TuningStore
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +60,7 @@ PROGRESS_COLUMNS = ("id", "run_hash", "status", "method", "backbone", "dataset",
 MIGRATION_LOCK = 7_242_001  # PostgreSQL advisory lock held while a database is created/upgraded
 
 
-class Store(RunQueue):
+class Store(RunQueue, TuningStore):
     """Library access to the results database; the CLI is a thin layer over these methods.
 
     ``create``: make lionbench's tables in an empty database (else a StoreError).

@@ -1,0 +1,130 @@
+"""``lionbench tune``: choose each method's configuration on validation, then run its seeds.
+
+Thin: parses, calls ``lionbench.runner.tune`` (imported inside the command: torch), renders the
+candidates' validation scores and the choices, then the table of the chosen configurations.
+Exit code 1 with ``N of M runs failed; see lionbench status`` when any run of the invocation
+failed (a candidate or a final run), 0 when every run is done or was already stored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.table import Table
+
+from lionbench.report.cells import format_value
+
+from .options import (
+    BackbonesOption,
+    DataRootOption,
+    DatasetsOption,
+    DbOption,
+    DeviceOption,
+    DryRunOption,
+    ForceOption,
+    MethodsOption,
+    SeedsOption,
+    SetOption,
+    console,
+    err_console,
+    handle_errors,
+)
+from .results import print_table
+
+if TYPE_CHECKING:
+    from lionbench.runner.tune import Task
+
+
+@handle_errors
+def tune(
+    config: Path | None = typer.Argument(None, help="YAML matrix file with a 'grid:' "
+                                         "(optional)."),
+    methods: MethodsOption = None,
+    backbones: BackbonesOption = None,
+    datasets: DatasetsOption = None,
+    seeds: SeedsOption = None,
+    set_: SetOption = None,
+    grid: list[str] | None = typer.Option(None, "--grid", help="KEY=V1,V2,... to choose from "
+                                          "on validation, repeatable: a training key (lr, "
+                                          "weight_decay, epochs), a method key (prompt_length) "
+                                          "or method.key (vpt.lr)."),
+    tune_seeds: str | None = typer.Option(None, "--tune-seeds", help="Seeds of the candidate "
+                                          "runs (default: one seed after the final seeds)."),
+    weights: str | None = typer.Option(None, "--weights", help="pretrained | none | FILE."),
+    data_root: DataRootOption = None,
+    db: DbOption = None,
+    dry_run: DryRunOption = False,
+    force: ForceOption = False,
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun failed runs."),
+    device: DeviceOption = "auto",
+    show_table: bool = typer.Option(True, "--table/--no-table", help="Print the table of the "
+                                    "chosen configurations after."),
+    executor: str | None = typer.Option(None, "--executor", help="inline | local | ray | slurm."),
+    workers: int | None = typer.Option(None, "--workers", help="Local CPU worker processes."),
+    gpus: str | None = typer.Option(None, "--gpus", help="Local workers, one per GPU: 0,1."),
+) -> None:
+    """Per method x backbone x dataset: run a grid, choose on validation top-1 (ties: the
+    cheaper), store the choice, run the winner's final seeds. The test split chooses nothing."""
+    from lionbench.executors import make_options
+    from lionbench.runner.tune import build_tune_plan, run_tune
+
+    from .progress import print_plan, progress_events
+
+    executor, exec_options = make_options(executor=executor, workers=workers, gpus=gpus)
+    plan = build_tune_plan(config, methods, backbones, datasets, seeds, set_, grid, tune_seeds,
+                           weights, db)
+    n_cand = sum(len(t.candidates) for t in plan.tasks)
+    console.print(f"tuning {len(plan.tasks)} method x backbone x dataset task(s): {n_cand} "
+                  f"candidate configuration(s), chosen on validation top-1", highlight=False)
+    if any(set(t.tune_seeds) & set(t.final_seeds) for t in plan.tasks):
+        console.print("note: tuning seeds overlap the final seeds: the winner's tuning run is "
+                      "also one of its reported runs", highlight=False)
+    if dry_run:
+        print_plan(console, plan.candidate_plan(), force, retry_failed)
+        finals = {tuple(t.final_seeds) for t in plan.tasks}
+        console.print(f"then each task's winner runs its final seeds "
+                      f"{', '.join(','.join(map(str, s)) for s in finals)}", highlight=False)
+        return
+    phase = {"name": "candidates"}
+
+    def on_phase(name: str, p: Any) -> None:
+        phase["name"] = name
+        if name == "finals":
+            print_choices(plan.tasks)
+            console.print(f"final runs of the chosen configurations: {len(p.configs)}",
+                          highlight=False)
+
+    with progress_events(console, show_test=lambda: phase["name"] == "finals") as on_event:
+        result = run_tune(plan, force=force, retry_failed=retry_failed, on_phase=on_phase,
+                          data_root=data_root, device=device, on_event=on_event,
+                          executor=executor, options=exec_options)
+    if show_table and any(t.winner for t in plan.tasks):
+        print_table(plan.store, selected=True)
+    summary = result.summary  # the exit rule of run and ablate: RunSummary.exit_code
+    if summary.exit_code:
+        err_console.print(summary.problem_line(), highlight=False, markup=False)
+        raise typer.Exit(summary.exit_code)
+
+
+def print_choices(tasks: list[Task]) -> None:
+    """Each task's candidates with their validation top-1; the winner marked."""
+    for task in tasks:
+        keys = list(task.grid)
+        t = Table(*keys, "val top-1", "trainable", "status", "chosen",
+                  title=f"{task.method} / {task.backbone} / {task.dataset}: tuning seeds "
+                        f"{','.join(map(str, task.tune_seeds))}")
+        for c in task.candidates:
+            score = "-" if c.val_top1 is None else f"{c.val_top1:.4f}"
+            t.add_row(*(format_value(c.values[k]) for k in keys), score,
+                      "-" if c.params is None else f"{c.params:,}", c.status,
+                      "yes" if c is task.winner else "")
+        console.print(t)
+        if task.winner is None:
+            console.print("  no candidate finished: nothing chosen, no final runs",
+                          highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(tune)
