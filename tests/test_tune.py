@@ -311,3 +311,13 @@ def test_tuned_presets_beside_the_papers(name: str, tasks: int, per_method: dict
         if t.method not in ("retraining", "head-tuning"):  # the paper's recipe is a candidate
             assert 1e-5 in t.grid["lr"]
     assert {c.train.lr for c in paper} == {1e-5}
+
+
+def test_cli_tune_names_the_axis_defaults_it_used(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["tune", "-m", "head-tuning", "--grid", "lr=1e-3,1e-2",
+                                 "--threads", "1", "--dry-run", "--db", str(tmp_path / "d.db")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "backbones: demo-resnet (default; pass --backbones to choose)" in lines
+    assert "datasets: digits (default; pass --datasets to choose)" in lines
+    assert "methods" not in result.output.split("tuning 1 method")[0]  # given, so no default

@@ -27,6 +27,7 @@ from .options import (
     MethodsOption,
     SeedsOption,
     SetOption,
+    ThreadsOption,
     console,
     err_console,
     handle_errors,
@@ -64,6 +65,7 @@ def tune(
     executor: str | None = typer.Option(None, "--executor", help="inline | local | ray | slurm."),
     workers: int | None = typer.Option(None, "--workers", help="Local CPU worker processes."),
     gpus: str | None = typer.Option(None, "--gpus", help="Local workers, one per GPU: 0,1."),
+    threads: ThreadsOption = None,
 ) -> None:
     """Per method x backbone x dataset: run a grid, choose on validation top-1 (ties: the
     cheaper), store the choice, run the winner's final seeds. The test split chooses nothing."""
@@ -72,9 +74,12 @@ def tune(
 
     from .progress import print_plan, progress_events
 
-    executor, exec_options = make_options(executor=executor, workers=workers, gpus=gpus)
+    executor, exec_options = make_options(executor=executor, workers=workers, gpus=gpus,
+                                          threads=threads)
     plan = build_tune_plan(config, methods, backbones, datasets, seeds, set_, grid, tune_seeds,
                            weights, db)
+    for note in plan.notes:
+        console.print(note, highlight=False, markup=False)
     n_cand = sum(len(t.candidates) for t in plan.tasks)
     console.print(f"tuning {len(plan.tasks)} method x backbone x dataset task(s): {n_cand} "
                   f"candidate configuration(s), chosen on validation top-1", highlight=False)

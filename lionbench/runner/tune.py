@@ -131,6 +131,7 @@ class TunePlan:
     store: Store
     tasks: list[Task]
     name: str = ""
+    notes: list[str] = field(default_factory=list)  # the axis defaults used, one line each
 
     def candidate_plan(self) -> Plan:
         configs = {c.run_hash: c for t in self.tasks for cand in t.candidates
@@ -216,11 +217,12 @@ def build_tune_plan(config_file: Path | None = None, methods: str | None = None,
                     grid_items: list[str] | None = None, tune_seeds: str | None = None,
                     weights: str | None = None, db: str | None = None) -> TunePlan:
     """Check everything (names, set values, grid keys and values), then open the store."""
+    notes: list[str] = []
     matrices = create_matrices(config_file, methods, backbones, datasets, seeds,
-                               parse_set_options(set_items), weights)
+                               parse_set_options(set_items), weights, notes)
     tasks = create_tasks(matrices, parse_grid(grid_items),
                          parse_seeds(tune_seeds) if tune_seeds else None)
-    return TunePlan(Store(db), tasks, matrices[0].name if matrices else "")
+    return TunePlan(Store(db), tasks, matrices[0].name if matrices else "", notes)
 
 
 def choose(candidates: list[Candidate]) -> Candidate | None:
