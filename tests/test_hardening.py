@@ -204,8 +204,9 @@ def test_run_without_a_terminal_prints_a_flushed_line_per_epoch(tmp_path):
             proc.terminate()
             proc.wait(timeout=120)
     lines = [line for line in log.read_text().splitlines() if "(default; pass" not in line]
-    assert lines[0] == "1 run(s) on cpu (0 already stored)"
-    assert lines[1] == "run 1/1: fine-tuning / test_resnet / digits / seed 0"
+    assert lines[0] == "validation of digits: a seeded, stratified 0.1 hold-out of the train split"
+    assert lines[1] == "1 run(s) on cpu (0 already stored)"
+    assert lines[2] == "run 1/1: fine-tuning / test_resnet / digits / seed 0"
     epoch = [line for line in lines if line.startswith("  epoch 1/40")][0]
     assert "train loss " in epoch and "val top-1 " in epoch and epoch.endswith(" s")
     assert "\x1b[" not in log.read_text()  # plain text: no colour codes, no bars
