@@ -4,7 +4,7 @@ Why a stored column: a run whose equilibrium solves did not converge has finite 
 outputs and gradients (the solver returns its best iterate, never NaN), so its accuracy must not
 pass silently into a comparison. The solver statistics live in the run's ``extra`` JSON, which
 ``lionbench table`` does not decode (10,000 runs answer in under a second); the warnings are
-derived once, when the run is stored (and by migration 4 for runs stored before), into the
+derived once, when the run is stored (and by migration 6 for runs stored before), into the
 ``warnings`` column: a JSON list of one-line strings, ``[]`` for a healthy run.
 
 The rule: a block (``p1``, ``p2``: any ``<block>_fwd_not_converged`` key of ``extra``) is flagged
