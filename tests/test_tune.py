@@ -264,6 +264,18 @@ def test_cli_tune_trains_chooses_and_shows_the_selected_table(tmp_path: Path) ->
     assert len(Store(db).list_runs("done")) == 3  # two candidates (seed 1), one final (seed 0)
     table = runner.invoke(app, ["table", "--selected", "--db", db, "--format", "csv"])
     assert table.exit_code == 0 and table.output.count("head-tuning") == 2  # one row
+    # the figure keeps the same choice: one series, the final seed's test top-1 only
+    from lionbench.report.plots import read_series
+
+    every = runner.invoke(app, ["plot", "tradeoff", "--db", db, "-o", str(tmp_path / "all"),
+                                "--format", "png"])
+    assert every.exit_code == 0 and len(read_series(tmp_path / "all.png")) == 2  # both lrs
+    chosen = runner.invoke(app, ["plot", "tradeoff", "--selected", "--db", db, "-o",
+                                 str(tmp_path / "sel"), "--format", "png"])
+    assert chosen.exit_code == 0, chosen.output
+    (series,) = read_series(tmp_path / "sel.png")
+    final = [r for r in Store(db).fetch_runs("done") if r["seed"] == 0]
+    assert series.n == [1] and series.y == [pytest.approx(final[0]["test_top1"])]
 
 
 def test_cli_tune_exit_code_names_failed_runs(tmp_path: Path, monkeypatch) -> None:

@@ -198,14 +198,19 @@ def plot_tradeoff_cmd(
     variants: bool = typer.Option(False, "--variants", help="Also plot runs with non-default "
                                   "method settings (sweeps), each as its own series."),
     clean_only: CleanOnlyOption = False,
+    selected: bool = typer.Option(False, "--selected", help="Only the configurations "
+                                  "`lionbench tune` chose on validation (their final seeds)."),
 ) -> None:
     """Top-1 against trainable parameters (log scale), per method and backbone, per dataset."""
     from lionbench.report.plots import plot_tradeoff  # matplotlib: only when plotting
+    from lionbench.report.stored import load_selection
 
     _check_plot_outputs(output, fmt)
-    paths = plot_tradeoff(Store(db, read_only=True).list_runs("done"), output, _formats(fmt),
+    store = Store(db, read_only=True)
+    choice = load_selection(store) if selected else None
+    paths = plot_tradeoff(store.list_runs("done"), output, _formats(fmt),
                           datasets=split_names(datasets) or None, variants=variants,
-                          clean_only=clean_only)
+                          clean_only=clean_only, selected=choice)
     _report(paths)
 
 

@@ -36,6 +36,7 @@ from lionbench.files import make_output_folder
 from . import paper as ref
 from .catalog import default_weights, method_defaults, non_default_settings
 from .cells import describe_cell, label_cells
+from .selected import SelectedCell, is_selected
 
 FORMATS = ("png", "pdf")
 SERIES_KEY = "lionbench:series"  # PNG text chunk; the PDF carries the same JSON as Subject
@@ -117,17 +118,25 @@ def plot_sensitivity(runs_df: pd.DataFrame, output: Path, formats: tuple[str, ..
 
 def plot_tradeoff(runs_df: pd.DataFrame, output: Path, formats: tuple[str, ...] = FORMATS,
                   *, datasets: list[str] | None = None, variants: bool = False,
-                  clean_only: bool = False) -> PlotFiles:
+                  clean_only: bool = False,
+                  selected: dict[tuple[str, str, str], SelectedCell] | None = None
+                  ) -> PlotFiles:
     """Top-1 against trainable parameters (M, log scale): one panel per dataset, one series
     (a point with error bars) per backbone and method; colour = method, marker = backbone.
 
     ``variants=False`` keeps each method's default settings only (no sweep points); True plots
     every setting as its own series, labelled with what differs, e.g. ``LION (tau=0.2)``.
+    ``selected`` (``lionbench.report.stored.load_selection``) keeps only the configurations
+    ``lionbench tune`` chose, with their final seeds, as ``table --selected`` does.
     """
     df = _with_method_config(_done(runs_df, clean_only))
     if datasets:
         df = df[df["dataset"].isin(datasets)]
-    if not variants:
+    if selected is not None:  # a tuned choice may set a method key (VPT's prompt length)
+        keep = [is_selected(r, r.get("cell_hash") or "", selected)
+                for r in df.to_dict("records")]
+        df = df[pd.Series(keep, index=df.index, dtype=bool)]
+    elif not variants:
         df = df[(df["_diff"].map(len) == 0).astype(bool)]
     df = df.assign(_x=pd.to_numeric(df.get("params_trainable"), errors="coerce") / 1e6)
     df = df[df["_x"].notna() & (df["_x"] > 0)]
@@ -168,8 +177,9 @@ def plot_tradeoff(runs_df: pd.DataFrame, output: Path, formats: tuple[str, ...] 
         ax.set_ylabel("test top-1")
     for ax in axes[len(names):]:
         ax.set_visible(False)
+    per_row = 4 if max(map(len, handles), default=0) <= 30 else 2  # long labels: fewer columns
     fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-               ncols=min(4, len(handles)), fontsize="small")
+               ncols=min(per_row, len(handles)), fontsize="small")
     fig.suptitle("Accuracy vs trainable parameters (mean \u00b1 std over seeds)")
     return PlotFiles(_save(fig, output, formats, all_series, "Accuracy vs parameters"),
                      all_series)
