@@ -10,6 +10,7 @@ kill never leaves half a table behind.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from lionbench.errors import OutputError
@@ -21,9 +22,7 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise OutputError(f"{what} '{path}' is a folder; give a file path (e.g. {path}/out)")
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = _nearest_existing(path.parent)
     if not ancestor.is_dir():
         raise OutputError(f"cannot write {what} '{path}': '{ancestor}' is a file, not a folder; "
                           "give a path in a writable folder")
@@ -39,9 +38,7 @@ def check_writable(path: str | Path, what: str = "output") -> Path:
 def check_folder_writable(folder: str | Path, what: str = "output folder") -> Path:
     """``folder`` as a Path, after checking that it is (or can be made) a writable folder."""
     folder = Path(folder).expanduser()
-    ancestor = folder
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
+    ancestor = _nearest_existing(folder)
     if not ancestor.is_dir():
         raise OutputError(f"{what} '{folder}': '{ancestor}' is a file, not a folder; give a "
                           "folder path")
@@ -51,16 +48,20 @@ def check_folder_writable(folder: str | Path, what: str = "output folder") -> Pa
     return folder
 
 
-def write_output(path: str | Path, data: str | bytes, what: str = "output") -> Path:
-    """Write ``data`` to ``path`` atomically (folders made as needed); OutputError on failure."""
-    path = check_writable(path, what)
+def _nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (what decides whether it can be made)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def write_atomically(path: Path, write: Callable[[Path], object], what: str = "output") -> Path:
+    """``write(tmp)`` into a temporary file beside ``path``, then rename it to ``path``: the
+    file is whole or absent, never half-written; OutputError naming ``path`` on failure."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(data, bytes):
-            tmp.write_bytes(data)
-        else:
-            tmp.write_text(data, encoding="utf-8")
+        write(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write {what} '{path}': {exc.strerror or exc}; give a path "
@@ -68,6 +69,14 @@ def write_output(path: str | Path, data: str | bytes, what: str = "output") -> P
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_output(path: str | Path, data: str | bytes, what: str = "output") -> Path:
+    """Write ``data`` to ``path`` atomically (folders made as needed); OutputError on failure."""
+    path = check_writable(path, what)
+    if isinstance(data, bytes):
+        return write_atomically(path, lambda tmp: tmp.write_bytes(data), what)
+    return write_atomically(path, lambda tmp: tmp.write_text(data, encoding="utf-8"), what)
 
 
 def make_output_folder(path: str | Path, what: str = "output") -> Path:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lionbench.config import PROTOCOL_VERSION
-from lionbench.errors import LionbenchError, OutputError
-from lionbench.files import make_output_folder
+from lionbench.errors import LionbenchError
+from lionbench.files import make_output_folder, write_atomically
 
 from . import paper as ref
 from .catalog import default_weights, method_defaults, non_default_settings
@@ -281,15 +280,8 @@ def _save(fig: Figure, output: Path, formats: tuple[str, ...], series: list[Seri
         fmt = path.suffix.lstrip(".")
         meta = ({SERIES_KEY: payload, "Title": title} if fmt == "png"
                 else {"Subject": payload, "Title": title, "Creator": "lionbench"})
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:  # whole or not at all: drawn into a temporary file, then renamed
-            fig.savefig(tmp, format=fmt, metadata=meta, dpi=150)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise OutputError(f"cannot write plot '{path}': {exc.strerror or exc}; give a path "
-                              "in a writable folder") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomically(path, lambda tmp, fmt=fmt, meta=meta: fig.savefig(
+            tmp, format=fmt, metadata=meta, dpi=150), "plot")
     return targets
 
 
