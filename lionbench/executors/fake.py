@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lionbench.config import RunConfig
+from lionbench.files import atomic_path
 
 
 def fake_run(config: RunConfig, data_root: Path | None = None, device: Any = "cpu", *,
@@ -39,10 +40,8 @@ def fake_run(config: RunConfig, data_root: Path | None = None, device: Any = "cp
     for epoch in range(first, config.train.epochs):
         time.sleep(epoch_seconds)
         if checkpoint_path is not None:
-            checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = checkpoint_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"next_epoch": epoch + 1}))
-            os.replace(tmp, checkpoint_path)
+            with atomic_path(checkpoint_path) as tmp:
+                tmp.write_text(json.dumps({"next_epoch": epoch + 1}))
         if progress:
             progress("epoch", epoch + 1, config.train.epochs,
                      {"epoch": epoch + 1, "epochs": config.train.epochs,

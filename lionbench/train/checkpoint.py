@@ -4,8 +4,9 @@ A checkpoint holds everything the training loop carries from one epoch to the ne
 trainable state (trainable parameters and all buffers; frozen weights are rebuilt from the same
 seed or file), the optimizer and scheduler, the best epoch so far and its state, the history, and
 the RNG states of torch and of the shuffling generator. Resuming from it gives the same numbers
-as an uninterrupted run (same seed, CPU). It is written to a temporary file and renamed
-(``os.replace``), so a kill at any moment leaves either the previous checkpoint or the new one.
+as an uninterrupted run (same seed, CPU). It is written to a temporary file (unpredictable name,
+created exclusively: lionbench.files.atomic_path) and renamed over the checkpoint, so a kill at
+any moment leaves either the previous checkpoint or the new one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from lionbench.files import atomic_path
 
 FORMAT = 1
 DEFAULT_DIR = "results/checkpoints"
@@ -56,16 +59,10 @@ def save_checkpoint(path: Path, run_hash: str, loop: LoopState, model: torch.nn.
         "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
         "metrics": _metrics_state(model),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def load_checkpoint(path: Path, run_hash: str, model: torch.nn.Module,

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from lionbench.config import RunConfig, canonical_json
 from lionbench.data.pipeline import Pipeline, StreamedImages
+from lionbench.files import atomic_path
 from lionbench.methods import PetlModel
 from lionbench.methods.head_tuning import HeadTuning
 
@@ -87,10 +88,8 @@ class _Bank:
         self.features = features if self.features is None else torch.cat([self.features,
                                                                            features])
         if self.path is not None:  # atomic: a concurrent reader sees the old or the new file
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({"keys": list(self.rows), "features": self.features}, tmp)
-            os.replace(tmp, self.path)
+            with atomic_path(self.path) as tmp:
+                torch.save({"keys": list(self.rows), "features": self.features}, tmp)
 
 
 _BANKS: dict[str, _Bank] = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lionbench.config import RunConfig, TrainConfig, check_overrides
-from lionbench.files import check_writable, write_output
+from lionbench.files import check_writable, write_output, writes_in_place
 from lionbench.methods import get_method
 from lionbench.store.provenance import git_state, package_versions
 
@@ -43,9 +43,12 @@ def pretrain_backbone(backbone: str, dataset: str, output: Path, *, train: dict[
     """Train ``backbone`` from random init on ``dataset`` and save it to ``output``.
 
     ``output`` and its JSON sidecar are checked to be writable first: a typo in ``-o`` must
-    not cost a pretraining run."""
+    not cost a pretraining run. An output that is not a regular file (a device, a FIFO,
+    ``/dev/stdout``) is written in place and gets no sidecar: nothing is created beside it."""
     output = check_writable(output, "checkpoint")
-    check_writable(output.with_suffix(".json"), "checkpoint record")
+    record_path = None if writes_in_place(output) else output.with_suffix(".json")
+    if record_path is not None:
+        check_writable(record_path, "checkpoint record")
     check_overrides(train, {"fine-tuning": get_method("fine-tuning").config_class.field_names()})
     config: RunConfig = create_run_config("fine-tuning", backbone, dataset, seed, "none", train)
     start = time.perf_counter()
@@ -58,7 +61,8 @@ def pretrain_backbone(backbone: str, dataset: str, output: Path, *, train: dict[
              if id(v) not in head}
     from safetensors.torch import save
 
-    write_output(output, save(state), "checkpoint")
+    data = save(state)
+    write_output(output, data, "checkpoint")
     commit, dirty = git_state()
     record = {
         "backbone": backbone, "source_dataset": dataset, "seed": seed,
@@ -69,7 +73,8 @@ def pretrain_backbone(backbone: str, dataset: str, output: Path, *, train: dict[
         "device": device_name(dev), "git_commit": commit, "git_dirty": dirty,
         "versions": package_versions(), "history": result.extra.get("history"),
     }
-    write_output(output.with_suffix(".json"), json.dumps(record, indent=2) + "\n",
-                 "checkpoint record")
+    if record_path is not None:
+        write_output(record_path, json.dumps(record, indent=2) + "\n", "checkpoint record")
+    size = output.stat().st_size if output.is_file() else len(data)
     return PretrainResult(output, result.test_top1, result.val_top1, result.best_epoch, seconds,
-                          output.stat().st_size)
+                          size)
