@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +26,7 @@ import timm
 import torch
 from torch import nn
 
+from lionbench.catalog import check_weights_argument
 from lionbench.errors import UnknownNameError, WeightsError
 
 ASSETS = Path(__file__).parent / "assets"
@@ -101,6 +105,23 @@ def get_backbone_info(name: str, image_size: int | None = None) -> BackboneInfo:
     return BackboneInfo(size, mean, std)
 
 
+def describe_backbone_names() -> dict[str, Any]:
+    """The registry as plain data for checks without torch (lionbench.catalog): the built-in
+    backbones and every ``timm.list_models()`` name, with the timm version they came from."""
+    return {"timm": timm.__version__,
+            "builtin": [{"name": name, "timm_name": spec.timm_name,
+                         "description": spec.description,
+                         "image_size": get_backbone_info(name).image_size}
+                        for name, spec in BUILTIN_BACKBONES.items()],
+            "timm_models": sorted(_timm_names())}
+
+
+def write_backbone_catalog(path: Path = ASSETS / "backbones.json") -> Path:
+    """Write :func:`describe_backbone_names` (``python -m lionbench.backbones``)."""
+    path.write_text(json.dumps(describe_backbone_names(), indent=0, sort_keys=True) + "\n")
+    return path
+
+
 def resolve_weights_id(name: str, weights: str) -> str:
     """What identifies the weights in a run's hash: 'none', 'timm:<name>' or a file digest."""
     spec = get_backbone_spec(name)
@@ -111,9 +132,7 @@ def resolve_weights_id(name: str, weights: str) -> str:
             return "sha256:" + file_digest(ASSETS / spec.bundled_weights)
         return f"timm:{spec.timm_name}"
     path = Path(weights)
-    if not path.is_file():
-        raise WeightsError(f"weights file '{weights}' not found; --weights takes 'pretrained', "
-                           "'none', or a path to a .safetensors / torch state-dict file")
+    check_weights_argument(weights)
     check_weights_file(name, path)
     return "sha256:" + file_digest(path)
 
@@ -249,22 +268,45 @@ def _offline_message(timm_name: str, why: str) -> str:
             "or train from scratch with --weights none")
 
 
-def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """A quick connection probe, so an offline machine fails in seconds, not after retries."""
-    import socket
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers, asked the way timm's downloads will ask it: through
+    huggingface_hub's own HTTP session and settings (``HF_ENDPOINT``, ``HTTPS_PROXY`` and the
+    other proxy variables, ``HF_HUB_OFFLINE``), so an offline machine fails in seconds, not
+    after retries, and a machine behind a proxy or a mirror is not taken for offline."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
 
+    if constants.HF_HUB_OFFLINE:
+        return False
     try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # any failure to get an answer (DNS, refused, proxy, timeout, TLS)
         return False
     return True
 
 
-def _create_timm(timm_name: str, num_classes: int, pretrained: bool, kwargs: dict) -> nn.Module:
-    if pretrained and not hub_reachable():
-        import huggingface_hub.constants
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """huggingface_hub's offline mode (the local cache only) for the calls inside, restored
+    after: the rest of the process keeps the user's setting."""
+    from huggingface_hub import constants
 
-        huggingface_hub.constants.HF_HUB_OFFLINE = True  # use the local cache only
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
+
+
+def _create_timm(timm_name: str, num_classes: int, pretrained: bool, kwargs: dict) -> nn.Module:
+    offline = hub_offline() if pretrained and not hub_reachable() else nullcontext()
+    with offline:
+        return _create_timm_model(timm_name, num_classes, pretrained, kwargs)
+
+
+def _create_timm_model(timm_name: str, num_classes: int, pretrained: bool, kwargs: dict
+                       ) -> nn.Module:
     try:
         return timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes,
                                  **kwargs)
@@ -345,3 +387,7 @@ def _classifier_state_names(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     head = model.get_classifier()
     names = {id(t): n for n, t in model.state_dict(keep_vars=True).items()}
     return [(names[id(t)], t) for t in head.state_dict(keep_vars=True).values() if id(t) in names]
+
+
+if __name__ == "__main__":  # python -m lionbench.backbones: rewrite the catalog
+    print(f"wrote {write_backbone_catalog()}")

@@ -133,6 +133,35 @@ def config_hash(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]
 
 
+class NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader without aliases (``*name``, and ``<<: *name`` merges): a few lines of
+    nested aliases expand to billions of nodes (the "billion laughs"), which ``safe_load``
+    builds in full, for minutes and gigabytes. Matrices and ``--set`` values never need them,
+    so an alias is refused as soon as the parser meets it, before anything is built."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"YAML aliases (*name) are not supported (line {mark.line + 1}); "
+                              "write the values out")
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """``text`` parsed with :class:`NoAliasLoader`; ConfigError naming ``where`` on any
+    problem (malformed, an alias, nesting too deep for the parser)."""
+    try:
+        return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where} is not valid YAML{at}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to read") from None
+
+
 def parse_set_options(items: list[str] | None) -> dict[str, Any]:
     """Parse ``--set key=value`` items; values are YAML scalars (``1e-3``, ``true``, ``[1,2]``)."""
     result: dict[str, Any] = {}
@@ -141,10 +170,7 @@ def parse_set_options(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key or not raw.strip():
             raise ConfigError(f"malformed --set '{item}'; expected key=value, e.g. --set lr=1e-4")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"malformed --set '{item}': cannot parse value '{raw}'") from None
+        value = load_yaml(raw, f"malformed --set '{item}'")
         if isinstance(value, str) and _looks_numeric(value):
             value = float(value)
         check_finite(key, value, f"--set {item}")
@@ -197,22 +223,24 @@ def split_overrides(overrides: dict[str, Any], method: str, method_fields: set[s
     return train, method_values
 
 
-def check_overrides(overrides: dict[str, Any], methods: dict[str, set[str]]) -> None:
-    """Reject an override that no method in the matrix, nor training, understands."""
+def check_overrides(overrides: dict[str, Any], methods: dict[str, set[str]],
+                    option: str = "--set") -> None:
+    """Reject an override that no method in the matrix, nor training, understands (``option``:
+    where it was given, ``--set`` or ``--grid``, for the message)."""
     train_fields = TrainConfig.field_names()
     for key in overrides:
         prefix, dot, name = key.rpartition(".")
         if dot:
             if prefix not in methods:
-                raise ConfigError(f"--set {key}: '{prefix}' is not a method of this matrix; "
+                raise ConfigError(f"{option} {key}: '{prefix}' is not a method of this matrix; "
                                   f"methods: {', '.join(methods)}")
             if name not in methods[prefix] and name not in train_fields:
                 valid = sorted(methods[prefix]) + sorted(train_fields)
-                raise ConfigError(f"--set {key}: method '{prefix}' has no setting '{name}'; "
+                raise ConfigError(f"{option} {key}: method '{prefix}' has no setting '{name}'; "
                                   f"valid: {', '.join(valid)}")
         elif key not in train_fields and not any(key in f for f in methods.values()):
             valid = sorted(train_fields | set().union(*methods.values()))
-            raise ConfigError(f"unknown setting '{key}' in --set; valid: {', '.join(valid)}")
+            raise ConfigError(f"unknown setting '{key}' in {option}; valid: {', '.join(valid)}")
 
 
 def make_train_config(values: dict[str, Any]) -> TrainConfig:

@@ -28,7 +28,11 @@ to choose from on validation, plain or per method: ``grid: {lr: [1.0e-3, 1.0e-2]
 
 This module only reads and shapes matrices (plain data, no torch): names and values are checked
 against the registries by ``lionbench.runner.plan.expand_matrix`` before anything runs or is
-stored.
+stored (and, by the CLI, against the generated catalogs before torch loads). YAML is read
+without aliases (lionbench.config.NoAliasLoader: an alias bomb is refused at once), from files
+of at most ``MAX_FILE_BYTES``; a matrix holds at most ``MAX_SEEDS`` seeds and an invocation at
+most ``MAX_RUNS`` runs (sane bounds: a typo such as ``--seeds 0-99999`` must not plan for
+minutes).
 """
 
 from __future__ import annotations
@@ -37,12 +41,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lionbench.config import check_finite
+from lionbench.config import check_finite, load_yaml
 from lionbench.errors import ConfigError
 
 MAX_SEED = 2**32 - 1  # numpy's and most libraries' limit
+MAX_SEEDS = 1_000  # seeds of one matrix
+MAX_RUNS = 10_000  # runs of one invocation (every block of a file together)
+MAX_FILE_BYTES = 1 << 20  # a matrix file is a page of YAML
+# What a matrix runs when an axis is left out. Offline and on 2 CPU cores the defaults must run
+# and still mean something: the paper's own methods (Table 1's rows), on the embedded backbone
+# pretrained by lionbench on CIFAR-10 (demo-resnet, 1.5 MB) and scikit-learn's digits (1,797
+# real images shipped with scikit-learn), one seed. The paper's backbones and datasets need
+# downloads; name them to use them.
+DEFAULT_AXES: dict[str, list[Any]] = {
+    "methods": ["retraining", "head-tuning", "fine-tuning", "adapter", "bias", "vpt", "lion"],
+    "backbones": ["demo-resnet"],
+    "datasets": ["digits"],
+    "seeds": [0],
+}
 MATRIX_KEYS = {"name", "methods", "backbones", "datasets", "seeds", "weights", "set", "runs",
                "description", "notes", "grid", "tune_seeds"}
 
@@ -66,6 +82,32 @@ class Matrix:
     tune_seeds: list[int] | None = None  # lionbench tune: seeds of the candidate runs
 
 
+def fill_default_axes(matrix: Matrix) -> list[str]:
+    """Give every empty axis of ``matrix`` its default; one line per default used, as printed
+    before the plan (``datasets: digits (default; pass --datasets to choose)``)."""
+    notes = []
+    for axis, default in DEFAULT_AXES.items():
+        if getattr(matrix, axis):
+            continue
+        setattr(matrix, axis, list(default))
+        notes.append(f"{axis}: {','.join(map(str, default))} (default; pass --{axis} to choose)")
+    return notes
+
+
+def check_matrix_size(matrices: list[Matrix]) -> int:
+    """The number of runs of ``matrices`` (axes filled), or a ConfigError past the bounds."""
+    total = 0
+    for m in matrices:
+        if len(m.seeds) > MAX_SEEDS:
+            raise ConfigError(f"{len(m.seeds):,} seeds in one matrix; at most {MAX_SEEDS:,} "
+                              "(e.g. --seeds 0,1,2)")
+        total += len(m.methods) * len(m.backbones) * len(m.datasets) * len(m.seeds)
+    if total > MAX_RUNS:
+        raise ConfigError(f"the matrix has {total:,} runs; at most {MAX_RUNS:,} per invocation: "
+                          "fewer seeds or names, or several invocations on one database")
+    return total
+
+
 def split_names(value: str | list[str] | None) -> list[str]:
     """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``."""
     if value is None:
@@ -80,6 +122,11 @@ def parse_seeds(value: str | list[int] | int | None) -> list[int]:
     if value is None:
         return []
     items = value if isinstance(value, list) else [value] if isinstance(value, int) else None
+    if items is None and isinstance(value, str) and value.count(",") >= MAX_SEEDS:
+        raise ConfigError(f"{value.count(',') + 1:,} seeds given; at most {MAX_SEEDS:,} per "
+                          "matrix (e.g. --seeds 0,1,2)")
+    if items is not None and len(items) > MAX_SEEDS:
+        raise ConfigError(f"{len(items):,} seeds given; at most {MAX_SEEDS:,} per matrix")
     try:
         if isinstance(value, bool) or (items is None and not isinstance(value, str)):
             raise ValueError
@@ -157,29 +204,30 @@ def parse_grid(items: list[str] | None) -> dict[str, list[Any]]:
         if not sep or not key.strip() or not values:
             raise ConfigError(f"malformed --grid '{item}'; expected KEY=V1,V2,..., e.g. "
                               "--grid lr=1e-3,1e-2")
-        parsed = []
-        for v in values:
-            try:
-                value = yaml.safe_load(v)
-            except yaml.YAMLError:
-                raise ConfigError(f"malformed --grid '{item}': cannot parse '{v}'") from None
-            parsed.append(coerce_number(value))
+        parsed = [coerce_number(load_yaml(v, f"malformed --grid '{item}': '{v}'"))
+                  for v in values]
+        check_finite(key.strip(), parsed, f"--grid {item}")
         grid[key.strip()] = parsed
     return grid
 
 
 def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> list[Matrix]:
     """Read a YAML matrix; ``overrides`` (from ``--set``) apply on top of the file's ``set``."""
+    file = Path(path)
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        if not file.exists():
+            raise FileNotFoundError
+        if not file.is_file():
+            raise ConfigError(f"config file '{path}' is not a regular file; give a YAML file")
+        if file.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"config file '{path}' is {file.stat().st_size:,} bytes; a matrix "
+                              f"file is at most {MAX_FILE_BYTES:,}")
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file '{path}' not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file '{path}': {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config file '{path}' is not valid YAML{where}") from None
+    doc = load_yaml(text, f"config file '{path}'")
     if not isinstance(doc, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping with keys "
                           f"{', '.join(sorted(MATRIX_KEYS))}")
@@ -225,4 +273,47 @@ def load_matrix_file(path: Path, overrides: dict[str, Any] | None = None) -> lis
             datasets=_names(merged, "datasets", path),
             seeds=seeds, weights=weights, overrides=sets,
             name=str(doc.get("name", Path(path).stem)), grid=grid, tune_seeds=tune_seeds))
+    return matrices
+
+
+# --- LION's ablations (paper Table 4) and sensitivity sweeps (Figure 3) -------------------------
+VARIANTS = ("lion-p1", "lion-p2", "lion-r")
+TABLE4_ORDER = ("lion-p1", "lion-p2", "lion-r", "lion")
+
+
+def parse_values(text: str | None, kind: type, name: str) -> list[Any]:
+    if not text:
+        return []
+    try:
+        return [kind(v) for v in split_names(text)]
+    except ValueError:
+        raise ConfigError(f"invalid --{name} '{text}'; expected a comma-separated list of "
+                          f"{kind.__name__}s, e.g. {'0.2,0.4' if kind is float else '1,2'}"
+                          ) from None
+
+
+def create_ablation_matrices(backbones: str | None = None, datasets: str | None = None, *,
+                             variant: str | None = None,
+                             taus: str | None = None, deq_layers: str | None = None,
+                             seeds: str | None = None, overrides: dict[str, Any] | None = None,
+                             weights: str = "pretrained") -> list[Matrix]:
+    """Matrices for the requested ablation(s); at least one of variant/taus/deq_layers.
+    Backbones, datasets and seeds left out take the matrix defaults (runner.plan.DEFAULT_AXES)."""
+    if variant is None and not taus and not deq_layers:
+        raise ConfigError("nothing to ablate; give --variant lion-p1|lion-p2|lion-r|all, "
+                          "--tau VALUES or --deq-layers VALUES")
+    if variant is not None and variant not in (*VARIANTS, "all"):
+        raise ConfigError(f"unknown variant '{variant}'; valid: {', '.join(VARIANTS)}, all")
+    base = dict(backbones=split_names(backbones), datasets=split_names(datasets),
+                seeds=parse_seeds(seeds), weights=weights, name="ablation")
+    overrides = dict(overrides or {})
+    matrices = []
+    if variant is not None:
+        methods = ["lion", *(VARIANTS if variant == "all" else [variant])]
+        matrices.append(Matrix(methods=methods, overrides=overrides, **base))
+    for tau in parse_values(taus, float, "tau"):
+        matrices.append(Matrix(methods=["lion"], overrides={**overrides, "lion.tau": tau}, **base))
+    for layers in parse_values(deq_layers, int, "deq-layers"):
+        matrices.append(Matrix(methods=["lion"],
+                               overrides={**overrides, "lion.deq_layers": layers}, **base))
     return matrices

@@ -26,8 +26,8 @@ from .builtin import BUILTIN_DATASETS, folder_spec
 from .derive import DERIVATIONS
 from .suite import SUITE_DATASETS
 
-__all__ = ["DatasetSpec", "ImageSet", "get_dataset", "list_datasets", "register_dataset",
-           "register_derivation"]
+__all__ = ["DatasetSpec", "ImageSet", "derivation_patterns", "get_dataset", "list_datasets",
+           "register_dataset", "register_derivation"]
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 # (pattern on the full name, builder(base_spec, match) -> spec); pattern group 'base' names the base
@@ -47,6 +47,11 @@ def register_derivation(pattern: str,
 
 def list_datasets() -> list[str]:
     return list(_REGISTRY)
+
+
+def derivation_patterns() -> list[str]:
+    """The name patterns of the derived datasets (``(?P<base>.+)-lt-ir(?P<ratio>\\d+)``, ...)."""
+    return [pattern.pattern for pattern, _ in _DERIVATIONS]
 
 
 def get_dataset(name: str) -> DatasetSpec:

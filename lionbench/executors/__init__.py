@@ -25,8 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lionbench.errors import LionbenchError, UnknownNameError
+from lionbench.errors import ConfigError, LionbenchError, UnknownNameError
 from lionbench.files import check_folder_writable
+from lionbench.settings import Setting
+
+from .gpus import DeviceError, check_device, check_device_name, check_gpus
 
 EventFn = Callable[[str, dict[str, Any]], None]
 # (store, run hashes of the plan, options, emit) -> None; outcomes are read from the store after
@@ -77,6 +80,7 @@ class ExecOptions:
     stale_after: float = 600.0  # seconds without a heartbeat before a run is taken back
     max_attempts: int = 3  # claims lost to dying workers before a run is marked failed
     poll_seconds: float = 1.0
+    wait: bool = False  # at the end, wait for the plan's runs other processes are training
     log_dir: Path | None = None  # local: worker logs (None: inherit the terminal)
     slurm: SlurmOptions = field(default_factory=SlurmOptions)
 
@@ -135,25 +139,52 @@ def parse_minutes(value: str | int | None) -> int | None:
     return total
 
 
+# Sane bounds of the numeric execution flags (lionbench.settings' vocabulary)
+OPTION_BOUNDS = {
+    "--workers": Setting("int", low=1, high=4096),
+    "--threads": Setting("int", low=1, high=1024),
+    "--max-attempts": Setting("int", low=1, high=1000),
+    "--gpus-per-run": Setting("float", low=0.0, high=64.0),
+    "--cpus-per-run": Setting("int", low=1, high=4096),
+    "--mem-gb": Setting("float", low=0.0, high=1e6, low_open=True),
+}
+
+
+def check_option(flag: str, value: Any) -> Any:
+    """``value`` of a numeric flag within OPTION_BOUNDS, or an ExecutorError naming both."""
+    if value is None:
+        return None
+    spec = OPTION_BOUNDS[flag]
+    try:
+        return spec.check(flag, value)
+    except ConfigError:
+        raise ExecutorError(f"invalid {flag} {value}; must be {spec.describe()}") from None
+
+
 def make_options(*, executor: str | None = None, workers: int | None = None,
                  gpus: str | None = None, fresh_process: bool | None = None,
                  address: str | None = None, gpus_per_run: float | None = None,
                  partition: str | None = None, time: str | None = None,
                  cpus_per_run: int | None = None, mem_gb: float | None = None,
                  slurm_extra: list[str] | None = None, checkpoints: bool = True,
-                 checkpoint_dir: Path | None = None, max_attempts: int = 3,
-                 log_dir: Path | None = None, threads: int | None = None
-                 ) -> tuple[str, ExecOptions]:
-    """The CLI's execution flags -> (executor name, options), checked before anything runs.
+                 checkpoint_dir: Path | None = None, max_attempts: int | None = None,
+                 log_dir: Path | None = None, threads: int | None = None,
+                 device: str = "auto", wait: bool = False) -> tuple[str, ExecOptions]:
+    """The CLI's execution flags -> (executor name, options), checked before anything runs
+    (and before torch loads: this module never imports it). Numbers lie within OPTION_BOUNDS;
+    ``--device`` and ``--gpus`` name devices this machine has (lionbench.executors.gpus),
+    unless the runs train elsewhere (Ray, Slurm).
 
     No ``--executor``: ``local`` when ``--workers`` or ``--gpus`` is given, else ``inline``.
     """
+    for flag, value in (("--workers", workers), ("--threads", threads),
+                        ("--max-attempts", max_attempts), ("--gpus-per-run", gpus_per_run),
+                        ("--cpus-per-run", cpus_per_run), ("--mem-gb", mem_gb)):
+        check_option(flag, value)
     gpu_list = parse_gpus(gpus)
     name = executor or ("local" if workers or gpu_list else "inline")
     if name not in ("inline", *EXECUTORS):
         raise UnknownNameError("executor", name, ["inline", *EXECUTORS])
-    if workers is not None and workers < 1:
-        raise ExecutorError(f"invalid --workers {workers}; must be >= 1")
     if gpu_list and workers and workers != len(gpu_list):
         raise ExecutorError("--gpus starts one worker per GPU; leave out --workers")
     if gpu_list and name != "local":
@@ -163,15 +194,20 @@ def make_options(*, executor: str | None = None, workers: int | None = None,
         raise ExecutorError("--executor inline runs one run at a time; use --executor local")
     if address and name != "ray":
         raise ExecutorError("--address is the Ray cluster's; add --executor ray")
+    if gpus_per_run is not None and name not in ("ray", "slurm"):
+        raise ExecutorError("--gpus-per-run is for Ray and Slurm; add --executor ray or slurm "
+                            "(local workers take --gpus)")
     slurm_flags = {"--partition": partition, "--time": time, "--cpus-per-run": cpus_per_run,
                    "--mem-gb": mem_gb, "--slurm": slurm_extra or None}
     given = [flag for flag, value in slurm_flags.items() if value is not None]
     if given and name != "slurm":
         raise ExecutorError(f"{', '.join(given)}: Slurm options; add --executor slurm")
-    if max_attempts < 1:
-        raise ExecutorError(f"invalid --max-attempts {max_attempts}; must be >= 1")
-    if threads is not None and threads < 1:
-        raise ExecutorError(f"invalid --threads {threads}; must be >= 1")
+    if name in ("inline", "local"):  # runs train on this machine: it must have the devices
+        check_device(device)
+        if gpu_list:
+            check_gpus(gpu_list)
+    elif device not in ("auto", "cpu"):
+        check_device_name(device)
     if checkpoint_dir is not None:
         check_folder_writable(checkpoint_dir, "--checkpoint-dir")
     slurm = SlurmOptions(partition=partition, mem_gb=mem_gb)
@@ -187,12 +223,15 @@ def make_options(*, executor: str | None = None, workers: int | None = None,
         slurm.time_min = parse_minutes(time) or slurm.time_min
     if cpus_per_run is not None:
         slurm.cpus_per_run = cpus_per_run
-    return name, ExecOptions(workers=workers, gpus=gpu_list, gpus_per_run=gpus_per_run,
-                             address=address, fresh_process=fresh_process,
-                             checkpoints=checkpoints, checkpoint_dir=checkpoint_dir,
-                             max_attempts=max_attempts, log_dir=log_dir, slurm=slurm,
-                             threads=threads)
+    options = ExecOptions(workers=workers, gpus=gpu_list, gpus_per_run=gpus_per_run,
+                          address=address, fresh_process=fresh_process, device=device,
+                          checkpoints=checkpoints, checkpoint_dir=checkpoint_dir,
+                          log_dir=log_dir, slurm=slurm, threads=threads, wait=wait)
+    if max_attempts is not None:
+        options.max_attempts = max_attempts
+    return name, options
 
 
-__all__ = ["ExecOptions", "SlurmOptions", "ExecutorError", "get_executor", "parse_gpus",
-           "parse_minutes", "make_options", "EXECUTORS"]
+__all__ = ["DeviceError", "ExecOptions", "SlurmOptions", "ExecutorError", "OPTION_BOUNDS",
+           "check_option", "get_executor", "parse_gpus", "parse_minutes", "make_options",
+           "EXECUTORS"]

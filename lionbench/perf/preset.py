@@ -17,7 +17,9 @@ timing table::
     deq_memory: {iterations: [5, 50]}
     feature_cache: {dataset: digits, epochs: 2, max_train_samples: 160}
 
-Command-line flags replace the preset's values (``--set`` adds to its ``set``).
+Command-line flags replace the preset's values (``--set`` adds to its ``set``). Reading and
+checking a preset imports no torch (``lionbench bench`` refuses a bad preset or flag at once);
+running it does.
 """
 
 from __future__ import annotations
@@ -25,16 +27,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import yaml
-
+from lionbench.config import load_yaml
 from lionbench.errors import ConfigError
+from lionbench.settings import Setting
 
-from .bench import ProgressFn, run_benchmark
-from .checks import deq_memory_check, feature_cache_check
-from .report import BenchReport
+if TYPE_CHECKING:
+    from .bench import ProgressFn
+    from .report import BenchReport
+
+# sane bounds of the numbers of a benchmark (lionbench.settings' vocabulary)
+BOUNDS = {"image_size": Setting("int", low=8, high=8192),
+          "batch_size": Setting("int", low=1, high=65_536),
+          "steps": Setting("int", low=1, high=100_000),
+          "warmup": Setting("int", low=0, high=100_000),
+          "threads": Setting("int", low=1, high=1024)}
 
 
 @dataclass
@@ -59,14 +67,15 @@ class BenchOptions:
 def load_preset(path: Path) -> BenchOptions:
     """Read a preset; unknown keys are an error naming the valid ones."""
     try:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
+        if Path(path).exists() and not Path(path).is_file():
+            raise IsADirectoryError(21, "not a regular file")
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"preset '{path}' not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read preset '{path}' ({getattr(exc, 'strerror', None) or exc});"
                           " give a YAML file such as benchmarks/perf/quick.yaml") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"preset '{path}' is not valid YAML") from None
+    doc = load_yaml(text, f"preset '{path}'") or {}
     valid = {f.name for f in fields(BenchOptions)}
     if not isinstance(doc, dict) or set(doc) - valid:
         extra = sorted(set(doc) - valid) if isinstance(doc, dict) else []
@@ -78,10 +87,27 @@ def load_preset(path: Path) -> BenchOptions:
     return BenchOptions(**doc)
 
 
+def check_numbers(options: BenchOptions) -> None:
+    """Every number of ``options`` within BOUNDS (``--batch-size 0`` is refused at once)."""
+    for name, spec in BOUNDS.items():
+        value = getattr(options, name)
+        if value is None:  # threads: the process's default
+            continue
+        try:
+            spec.check(name, value)
+        except ConfigError:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"invalid {flag} {value}; must be {spec.describe()}") from None
+
+
 def run_bench(options: BenchOptions, progress: ProgressFn | None = None) -> BenchReport:
     """The timing table, then the preset's checks, on the same device in the same process."""
-    if options.threads is not None and options.threads < 1:
-        raise ConfigError(f"invalid --threads {options.threads}; must be >= 1")
+    import torch
+
+    from .bench import run_benchmark
+    from .checks import deq_memory_check, feature_cache_check
+
+    check_numbers(options)
     previous_threads = torch.get_num_threads()
     if options.threads:  # for the checks too (run_benchmark sets and restores its own)
         torch.set_num_threads(options.threads)
