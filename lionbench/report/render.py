@@ -196,8 +196,9 @@ def to_rich(table: ComparisonTable) -> Any:
     return rt
 
 
-def rich_to_text(renderable: Any, width: int = 200) -> str:
-    """Plain text of a rich renderable (no colours), e.g. for tests or a log file."""
+def rich_to_text(renderable: Any, width: int = 100_000) -> str:
+    """Plain text of a rich renderable (no colours), e.g. for tests or a log file: as wide as
+    its lines need (``width`` is a limit), never cut."""
     from rich.console import Console
 
     console = Console(record=True, width=width, file=io.StringIO(), color_system=None,

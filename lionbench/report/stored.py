@@ -8,6 +8,7 @@ from typing import Any
 from lionbench.config import PROTOCOL_VERSION, cell_hash_of
 from lionbench.errors import ConfigError
 from lionbench.store import Store
+from lionbench.text import printable, printable_data
 
 from .render import FORMATS, render_table
 from .tables import SelectedCell, build_table
@@ -22,7 +23,9 @@ def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[s
     """Done runs, optionally only those of a plan, as dicts for :func:`build_table`.
 
     ``config`` is the run's *cell*: its config without the seed (the ``seed`` field has it),
-    decoded once per cell and shared by the cell's runs, which differ only by seed.
+    decoded once per cell and shared by the cell's runs, which differ only by seed. Names
+    and settings, which label rows and columns, are made inert (lionbench.text.printable: a
+    control character in a stored or imported name is shown escaped in every format).
     """
     runs = store.fetch_runs("done", TABLE_COLUMNS)
     if hashes is not None:
@@ -36,6 +39,11 @@ def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[s
             cells[r["cell_hash"]] = {k: v for k, v in json.loads(r["config"]).items()
                                      if k != "seed"}
         r["config"] = cells[r["cell_hash"]]
+        for key in ("method", "backbone", "dataset", "weights"):
+            if isinstance(r[key], str):
+                r[key] = printable(r[key])
+    for cell in cells.values():
+        cell.update(printable_data(cell))
     return runs
 
 

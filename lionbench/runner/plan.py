@@ -2,14 +2,16 @@
 
 Everything a user typed is checked here, before the store is opened: every method, backbone and
 dataset name, every override (``--set``) against the methods of its matrix, every value against
-its config's bounds. ``build_plan`` then opens the store and records, per config, whether it is
-new, pending, running, done or failed; ``lionbench.runner.run.run_plan`` executes it.
+its config's bounds. ``build_plan`` then reads the store (read-only: a dry run, or a plan whose
+weights turn out to be missing, creates and changes nothing) and records, per config, whether it
+is new, pending, running, done or failed; the database is opened for writing (and created) only
+when the plan runs (``Plan.store``); ``lionbench.runner.run.run_plan`` executes it.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,46 +19,56 @@ from lionbench.backbones import PRETRAINED, check_pretrained_available, get_back
 from lionbench.config import RunConfig, check_overrides, parse_set_options
 from lionbench.data import get_dataset
 from lionbench.errors import ConfigError, DatasetError
-from lionbench.matrix import Matrix, load_matrix_file, parse_seeds, split_names
+from lionbench.matrix import (  # DEFAULT_AXES: re-exported, where it was defined before
+    DEFAULT_AXES,  # noqa: F401
+    Matrix,
+    check_matrix_size,
+    fill_default_axes,
+    load_matrix_file,
+    parse_seeds,
+    split_names,
+)
 from lionbench.methods import get_method
-from lionbench.store import Store
+from lionbench.store import Store, stored_statuses
 from lionbench.train.configs import create_run_config
 
-# What a matrix runs when an axis is left out. Offline and on 2 CPU cores the defaults must run
-# and still mean something: the paper's own methods (Table 1's rows), on the embedded backbone
-# pretrained by lionbench on CIFAR-10 (demo-resnet, 1.5 MB) and scikit-learn's digits (1,797
-# real images shipped with scikit-learn), one seed. The paper's backbones and datasets need
-# downloads; name them to use them.
-DEFAULT_AXES: dict[str, list[Any]] = {
-    "methods": ["retraining", "head-tuning", "fine-tuning", "adapter", "bias", "vpt", "lion"],
-    "backbones": ["demo-resnet"],
-    "datasets": ["digits"],
-    "seeds": [0],
-}
 
+class LazyStore:
+    """A plan's database: read (read-only, creating nothing) until something must be written,
+    then opened once for writing and shared by every plan made from it (``lionbench tune``
+    runs two plans on one store; an in-memory database must be the same object for both)."""
 
-def fill_default_axes(matrix: Matrix) -> list[str]:
-    """Give every empty axis of ``matrix`` its default; one line per default used, as printed
-    before the plan (``datasets: digits (default; pass --datasets to choose)``)."""
-    notes = []
-    for axis, default in DEFAULT_AXES.items():
-        if getattr(matrix, axis):
-            continue
-        setattr(matrix, axis, list(default))
-        notes.append(f"{axis}: {','.join(map(str, default))} (default; pass --{axis} to choose)")
-    return notes
+    def __init__(self, db: str | Store | None):
+        self.db = db.url if isinstance(db, Store) else db
+        self.opened: Store | None = db if isinstance(db, Store) else None
+
+    def get(self) -> Store:
+        if self.opened is None:
+            self.opened = Store(self.db)
+        return self.opened
+
+    def statuses(self, hashes: list[str]) -> dict[str, str]:
+        if self.opened is not None:
+            return self.opened.get_statuses(hashes)
+        return stored_statuses(self.db, hashes)
 
 
 @dataclass
 class Plan:
-    """What ``run`` would do: each config with its stored status (None = new), in ``store``."""
+    """What ``run`` would do: each config with its stored status (None = new), in ``source``
+    (its database, opened for writing when ``store`` is first used)."""
 
-    store: Store
+    source: LazyStore
     configs: list[RunConfig]
     statuses: dict[str, str | None]
     tags: str = ""
     method_order: tuple[str, ...] | None = field(default=None)  # table order (ablate: Table 4)
     notes: list[str] = field(default_factory=list)  # the defaults used, one line each
+
+    @property
+    def store(self) -> Store:
+        """The database, opened for writing (a new one created) on first use."""
+        return self.source.get()
 
     @property
     def hashes(self) -> list[str]:
@@ -90,11 +102,13 @@ class Plan:
                  "action": "run" if c.run_hash in todo else "skip"} for c in self.configs]
 
 
-def plan_runs(store: Store, configs: list[RunConfig], tags: str = "",
+def plan_runs(store: Store | LazyStore | str | None, configs: list[RunConfig], tags: str = "",
               method_order: tuple[str, ...] | None = None) -> Plan:
-    """Compare ``configs`` with the store: which are new, which stored and how."""
-    stored = store.get_statuses([c.run_hash for c in configs])
-    return Plan(store, configs, {c.run_hash: stored.get(c.run_hash) for c in configs}, tags,
+    """Compare ``configs`` with the store (an open Store, or a database URL or path read
+    without opening it for writing): which are new, which stored and how."""
+    source = store if isinstance(store, LazyStore) else LazyStore(store)
+    stored = source.statuses([c.run_hash for c in configs])
+    return Plan(source, configs, {c.run_hash: stored.get(c.run_hash) for c in configs}, tags,
                 method_order)
 
 
@@ -134,20 +148,29 @@ def check_weights_available(configs: list[RunConfig]) -> None:
 
 
 def expand_matrix(matrices: list[Matrix]) -> list[RunConfig]:
-    """Validate every block and return its run configs, in order, without duplicates."""
+    """Validate every block and return its run configs, in order, without duplicates.
+
+    A cell's config is built once and copied per seed (seeds change nothing else), so a
+    matrix of many seeds plans in a fraction of a second."""
     configs: dict[str, RunConfig] = {}
     for m in matrices:
         fill_default_axes(m)
+    check_matrix_size(matrices)
+    for m in matrices:
         fields = {name: get_method(name).config_class.field_names() for name in m.methods}
         for name in m.backbones:
             get_backbone_spec(name)
         for name in m.datasets:
             get_dataset(name)
         check_overrides(m.overrides, fields)
-        for method, backbone, dataset, seed in itertools.product(m.methods, m.backbones,
-                                                                 m.datasets, m.seeds):
-            config = create_run_config(method, backbone, dataset, seed, m.weights, m.overrides)
-            configs.setdefault(config.run_hash, config)
+        for method, backbone, dataset in itertools.product(m.methods, m.backbones, m.datasets):
+            cell = create_run_config(method, backbone, dataset, m.seeds[0], m.weights,
+                                     m.overrides)
+            for seed in m.seeds:
+                config = cell if seed == cell.seed else replace(
+                    cell, seed=seed, train=replace(cell.train),
+                    method_config=dict(cell.method_config), pipeline=dict(cell.pipeline))
+                configs.setdefault(config.run_hash, config)
     return list(configs.values())
 
 
@@ -164,6 +187,6 @@ def build_plan(config_file: Path | None = None, methods: str | None = None,
                           f"validation with `lionbench tune {config_file}`")
     configs = expand_matrix(matrices)  # every name and value checked before the store is touched
     tags = matrices[0].name if matrices and matrices[0].name else ""
-    plan = plan_runs(Store(db), configs, tags)
+    plan = plan_runs(db, configs, tags)
     plan.notes = notes
     return plan

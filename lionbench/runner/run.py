@@ -7,15 +7,23 @@ Ctrl-C puts the run in hand back to ``pending``, to resume from its last epoch c
 Where the runs train is an executor's business (lionbench.executors): this process by default.
 
 The exit rule (``RunSummary.exit_code``, shared by every command that runs a plan: ``run``,
-``ablate``, ``tune``): 0 when every run of the invocation's plan is done at the end (trained now
-or skipped because already done), 1 otherwise: a run that failed now, a run of the plan stored
-as failed earlier and not retried, or a run left pending or running (interrupted, or held by
-another driver). Scripts, CI and Slurm jobs can then tell a complete matrix from a partial one.
+``ablate``, ``tune``): 0 when no run of the invocation's plan failed and none is left for this
+process to do: every run is done (trained now, or already stored as done), or is being trained
+right now by another live process sharing the database (several drivers on one matrix: each
+exits 0 once nothing is left to claim; ``wait`` makes each wait until those runs end, and then
+counts their outcome too). 1 otherwise: a run that failed now, a run of the plan stored as
+failed earlier and not retried, or a run left pending. Scripts, CI and Slurm jobs can tell a
+complete matrix from a failed one, and "others are finishing it" from both.
+
+``max_attempts`` counts every claim a run loses, whoever lost it: a worker killed with SIGKILL
+or a vanished host is taken back by the next driver (attempt counted, failed past the limit);
+only interrupts (Ctrl-C, SIGTERM: the user's doing) are not charged.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -47,19 +55,29 @@ class RunSummary:
     failed: int = 0  # runs of this invocation that ended failed
     skipped: int = 0  # runs already stored, not run again
     failures: list[tuple[str, str]] = field(default_factory=list)
-    pending: int = 0  # left pending or running (interrupted, or held by another driver)
+    pending: int = 0  # left pending (nobody holds them: another process gave them back late)
     total: int = 0  # runs in the plan
     stored_failed: int = 0  # skipped runs stored as failed earlier (--retry-failed reruns them)
+    elsewhere: int = 0  # still running in other live processes when this one ended
 
     @property
     def complete(self) -> bool:
-        """Every run of the plan is done: trained now or already stored as done."""
+        """Nothing failed and nothing is left for this process: every run of the plan is done,
+        or running in another live process (``elsewhere``)."""
         return not (self.failed or self.pending or self.stored_failed)
 
     @property
     def exit_code(self) -> int:
         """0 when the plan is complete, else 1 (the CLI's exit status for run/ablate/tune)."""
         return 0 if self.complete else 1
+
+    def note_line(self) -> str:
+        """One line on the runs other processes are still training; empty when none."""
+        if not self.elsewhere:
+            return ""
+        return (f"note: {self.elsewhere} of {self.total} runs are still running in other "
+                "processes sharing the database (not waited for: --wait waits for them; "
+                "lionbench status shows them)")
 
     def problem_line(self) -> str:
         """One line naming what is not done, e.g. ``2 of 15 runs failed; see lionbench
@@ -74,15 +92,16 @@ class RunSummary:
                        if self.stored_failed else "")
             parts.append(f"{failed} of {self.total} runs failed{earlier}")
         if self.pending:
-            parts.append(f"{self.pending} of {self.total} runs not finished (pending, or running "
-                         "in another process)")
+            parts.append(f"{self.pending} of {self.total} runs not finished (left pending)")
         return "; ".join(parts) + "; see lionbench status"
 
 
-def reclaim_stale(store: Store, hashes: list[str],
-                  stale_after: timedelta = STALE_AFTER) -> int:
+def reclaim_stale(store: Store, hashes: list[str], stale_after: timedelta = STALE_AFTER,
+                  max_attempts: int | None = None) -> int:
     """Runs left ``running`` by a dead process on this host, or silent for ``stale_after``, go
-    back to pending (attempt counted). Runs held by a live local process are left alone."""
+    back to pending (attempt counted: failed once ``max_attempts`` claims were lost, a run that
+    kills whatever trains it must not loop). Runs held by a live local process are left
+    alone."""
     df = store.list_runs("running")
     df = df[df.run_hash.isin(hashes)]
     dead = []
@@ -90,9 +109,10 @@ def reclaim_stale(store: Store, hashes: list[str],
         host, _, pid = worker.partition("/")[0].rpartition(":")
         if host == host_name() and pid.isdigit() and not _pid_alive(int(pid)):
             dead.append(worker)
-    moved = store.requeue_lost("its worker process is gone", workers=dead, hashes=hashes)
+    moved = store.requeue_lost("its worker process is gone", workers=dead, hashes=hashes,
+                               max_attempts=max_attempts)
     return moved + store.requeue_lost(f"no heartbeat for {stale_after}", stale_after=stale_after,
-                                      hashes=hashes)
+                                      hashes=hashes, max_attempts=max_attempts)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -129,17 +149,41 @@ def run_plan(plan: Plan, *, force: bool = False, retry_failed: bool = False,
                          device=device, on_event=on_event, executor=executor, options=options)
 
 
+def remove_if_empty(folder: Path | None) -> None:
+    """Remove ``folder`` if it is empty (the epoch checkpoints a matrix made and deleted as each
+    run finished): nothing is left behind that nobody asked for."""
+    if folder is None:
+        return
+    try:
+        folder.rmdir()
+    except OSError:  # not empty (a run to resume, or another matrix's), or gone already
+        pass
+
+
 def _run_plan(plan: Plan, *, force: bool, retry_failed: bool, data_root: Path | None,
               device: str, on_event: EventFn | None, executor: str,
               options: ExecOptions | None) -> RunSummary:
-    store = plan.store
     emit = on_event or (lambda kind, info: None)
+    if options is None or options.run_fn is None:  # no weights here: fail before storing
+        check_weights_available(plan.to_run(force, retry_failed))
+    store = plan.store  # opened (a new database created) only now
     opts = resolve_options(store, options, data_root=data_root, device=device)
     if opts.checkpoint_dir is not None:  # before any run starts, not as each run's failure
         check_folder_writable(opts.checkpoint_dir, "checkpoint folder")
+    folder = Path(opts.checkpoint_dir) if opts.checkpoint_dir is not None else None
+    made_here = folder is not None and not folder.exists()
+    try:
+        return _run_todo(plan, opts, force=force, retry_failed=retry_failed, emit=emit,
+                         executor=executor)
+    finally:
+        if made_here:
+            remove_if_empty(folder)
+
+
+def _run_todo(plan: Plan, opts: ExecOptions, *, force: bool, retry_failed: bool, emit: EventFn,
+              executor: str) -> RunSummary:
+    store = plan.store
     todo = plan.to_run(force, retry_failed)
-    if opts.run_fn is None:  # lionbench trains: without the weights, fail before storing
-        check_weights_available(todo)
     hashes = [c.run_hash for c in todo]
     summary = RunSummary(skipped=len(plan.configs) - len(todo), total=len(plan.configs))
     data_ids = planned_data_ids(todo, opts.data_root)
@@ -149,17 +193,29 @@ def _run_plan(plan: Plan, *, force: bool, retry_failed: bool, data_root: Path | 
     elif retry_failed:
         store.reset_to_pending(hashes, statuses=("failed",))
     store.localize(todo, data_ids if force else None)  # this machine's weights path (and data)
-    reclaim_stale(store, hashes)
-    if executor == "inline":
-        run_inline(store, hashes, opts, emit, summary)
-    else:
-        run = get_executor(executor)  # unknown names and missing extras fail before "start"
-        emit("start", {"total": len(todo), "skipped": summary.skipped,
-                       "device": describe_executor(executor, opts)})
-        run(store, hashes, opts, emit)
-    counts = store.status_counts(hashes)
-    summary.done, summary.failed, summary.pending = counts["done"], counts["failed"], \
-        counts["pending"] + counts["running"]
+    reclaim_stale(store, hashes, max_attempts=opts.max_attempts)
+    run = None if executor == "inline" else get_executor(executor)  # unknown: fail here
+    total, waiting = len(todo), False
+    while True:
+        if run is None:
+            run_inline(store, hashes, opts, emit, summary, total)
+        else:
+            emit("start", {"total": total, "skipped": summary.skipped,
+                           "device": describe_executor(executor, opts)})
+            run(store, hashes, opts, emit)
+        counts = _settle(store, hashes, opts)
+        while not counts["pending"] and counts["running"] and opts.wait:
+            if not waiting:  # others hold runs of this matrix: wait for them to end
+                emit("waiting", {"running": counts["running"]})
+                waiting = True
+            time.sleep(opts.poll_seconds)
+            raise_if_interrupted()
+            counts = _settle(store, hashes, opts)
+        if not counts["pending"]:
+            break
+        total = counts["pending"]  # given back meanwhile (a worker elsewhere died): run them
+    summary.done, summary.failed = counts["done"], counts["failed"]
+    summary.pending, summary.elsewhere = counts["pending"], counts["running"]
     todo_hashes = set(hashes)
     skipped = [h for h in plan.hashes if h not in todo_hashes]
     summary.stored_failed = store.status_counts(skipped)["failed"] if skipped else 0
@@ -185,12 +241,20 @@ def planned_data_ids(configs: list[RunConfig], data_root: Path | None) -> dict[s
     return ids
 
 
+def _settle(store: Store, hashes: list[str], opts: ExecOptions) -> dict[str, int]:
+    """Counts per status of the plan's runs once runs of dead or silent workers were taken
+    back (attempt counted): what is ``running`` then is held by a live process."""
+    reclaim_stale(store, hashes, max_attempts=opts.max_attempts)
+    return store.status_counts(hashes)
+
+
 def run_inline(store: Store, hashes: list[str], opts: ExecOptions, emit: EventFn,
-               summary: RunSummary) -> None:
+               summary: RunSummary, total: int | None = None) -> None:
     """The plain ``lionbench run``: claim and train one run after the other in this process."""
     dev = select_device(opts.device)
     payload = {**opts.work_payload(), "device": str(dev)}
-    emit("start", {"total": len(hashes), "skipped": summary.skipped, "device": str(dev)})
+    emit("start", {"total": len(hashes) if total is None else total,
+                   "skipped": summary.skipped, "device": str(dev)})
     me = worker_id()
     while (row := store.claim_next(me, hashes)) is not None:
         emit("run", {"config": run_config_from_dict(config_of(row)), "row": row})

@@ -48,7 +48,7 @@ from lionbench.methods import get_method
 from lionbench.store import Store
 from lionbench.train.configs import create_run_config
 
-from .plan import Plan, create_matrices, expand_matrix, plan_runs
+from .plan import LazyStore, Plan, create_matrices, expand_matrix, plan_runs
 from .run import RunSummary, run_plan
 
 METRIC = "val_top1"
@@ -126,17 +126,27 @@ class Task:
 
 @dataclass
 class TunePlan:
-    """Every task of a tuning and the store it writes to."""
+    """Every task of a tuning and the store it writes to (opened for writing on first use,
+    as a plan's: a dry run reads it only)."""
 
-    store: Store
+    source: LazyStore | Store
     tasks: list[Task]
     name: str = ""
     notes: list[str] = field(default_factory=list)  # the axis defaults used, one line each
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, LazyStore):  # an open Store (library use)
+            self.source = LazyStore(self.source)
+
+    @property
+    def store(self) -> Store:
+        return self.source.get()
+
     def candidate_plan(self) -> Plan:
         configs = {c.run_hash: c for t in self.tasks for cand in t.candidates
                    for c in cand.configs}
-        return plan_runs(self.store, list(configs.values()), tags=f"{self.name}:tune".lstrip(":"))
+        return plan_runs(self.source, list(configs.values()),
+                         tags=f"{self.name}:tune".lstrip(":"))
 
 
 @dataclass
@@ -163,7 +173,8 @@ class TuneResult:
         return RunSummary(done=a.done + b.done, failed=a.failed + b.failed,
                           skipped=a.skipped + b.skipped, failures=a.failures + b.failures,
                           pending=a.pending + b.pending, total=a.total + b.total,
-                          stored_failed=a.stored_failed + b.stored_failed)
+                          stored_failed=a.stored_failed + b.stored_failed,
+                          elsewhere=a.elsewhere + b.elsewhere)
 
 
 def method_grid(method: str, grid: dict[str, list[Any]], overrides: dict[str, Any],
@@ -180,6 +191,17 @@ def method_grid(method: str, grid: dict[str, list[Any]], overrides: dict[str, An
     return out
 
 
+def check_disjoint_seeds(tune_seeds: list[int], final_seeds: list[int]) -> None:
+    """Tuning seeds must differ from the final ones: a winner's tuning run would otherwise be
+    one of its reported runs, its validation luck flattering its own test number."""
+    both = sorted(set(tune_seeds) & set(final_seeds))
+    if both:
+        raise ConfigError(f"tuning seeds {','.join(map(str, tune_seeds))} overlap the final "
+                          f"seeds {','.join(map(str, final_seeds))} (seed "
+                          f"{','.join(map(str, both))}); give --tune-seeds disjoint from "
+                          "--seeds (default: one seed after the final ones)")
+
+
 def create_tasks(matrices: list[Matrix], grid: dict[str, list[Any]] | None = None,
                  tune_seeds: list[int] | None = None) -> list[Task]:
     """Every task of the matrices, its candidates built and checked (nothing is stored)."""
@@ -194,8 +216,9 @@ def create_tasks(matrices: list[Matrix], grid: dict[str, list[Any]] | None = Non
         if both:
             raise ConfigError(f"{', '.join(both)}: both set and in the grid; keep one")
         fields = {name: get_method(name).config_class.field_names() for name in m.methods}
-        check_overrides(m_grid, fields)  # the same rules as --set
+        check_overrides(m_grid, fields, "--grid")  # the same rules as --set
         seeds_t = tune_seeds or m.tune_seeds or [max(m.seeds) + 1]
+        check_disjoint_seeds(seeds_t, m.seeds)
         for method, backbone, dataset in itertools.product(m.methods, m.backbones, m.datasets):
             g = method_grid(method, m_grid, m.overrides, fields[method])
             candidates: dict[str, Candidate] = {}
@@ -222,7 +245,7 @@ def build_tune_plan(config_file: Path | None = None, methods: str | None = None,
                                parse_set_options(set_items), weights, notes)
     tasks = create_tasks(matrices, parse_grid(grid_items),
                          parse_seeds(tune_seeds) if tune_seeds else None)
-    return TunePlan(Store(db), tasks, matrices[0].name if matrices else "", notes)
+    return TunePlan(LazyStore(db), tasks, matrices[0].name if matrices else "", notes)
 
 
 def choose(candidates: list[Candidate]) -> Candidate | None:
@@ -279,7 +302,7 @@ def run_tune(plan: TunePlan, *, force: bool = False, retry_failed: bool = False,
     phase("candidates", candidates)
     first = run_plan(candidates, force=force, retry_failed=retry_failed, **run_options)
     choose_and_store(plan)
-    finals = plan_runs(plan.store, [c for t in plan.tasks for c in t.finals],
+    finals = plan_runs(plan.source, [c for t in plan.tasks for c in t.finals],
                        tags=plan.name)
     phase("finals", finals)
     second = run_plan(finals, force=force, retry_failed=retry_failed, **run_options) \

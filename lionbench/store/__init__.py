@@ -13,7 +13,8 @@ from lionbench.errors import StoreError
 
 from .engine import DEFAULT_DB, create_db_engine, hide_password, resolve_url
 from .schema import METRIC_COLUMNS, SCHEMA_VERSION, STATUSES, metadata
-from .store import Store
+from .store import Store, check_database, stored_statuses
 
 __all__ = ["DEFAULT_DB", "METRIC_COLUMNS", "SCHEMA_VERSION", "STATUSES", "Store", "StoreError",
-           "create_db_engine", "hide_password", "metadata", "resolve_url"]
+           "check_database", "create_db_engine", "hide_password", "metadata", "resolve_url",
+           "stored_statuses"]

@@ -31,7 +31,9 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from lionbench.errors import StoreError
+from lionbench.errors import LionbenchError, StoreError
+from lionbench.files import check_folder_writable
+from lionbench.text import printable
 
 DEFAULT_DB = "results/lionbench.db"
 MEMORY_URLS = ("sqlite://", "sqlite:///:memory:")
@@ -63,39 +65,63 @@ def parse_url(url: str) -> URL:
                          "postgresql://user@host:5432/db") from None
 
 
-def secrets_of(url: str) -> list[str]:
-    """The password and secret-looking query values of ``url`` (to scrub from messages)."""
+def _parsed(url: str) -> URL | None:
+    """``make_url(url)`` with the user part ending at the *last* ``@`` before the host: an
+    unencoded ``@`` in a password (``u:pa@ss@host``) belongs to the password (as in
+    ``urllib.parse``), where ``make_url`` alone would end it at the first and show the rest of
+    the password as the host. None when the URL does not parse."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
-        return []
+        return None
+    if parsed.host and "@" in parsed.host:
+        more, _, host = parsed.host.rpartition("@")
+        password = f"{parsed.password or ''}@{more}" if parsed.password is not None else None
+        username = parsed.username if password is not None else f"{parsed.username}@{more}"
+        parsed = parsed.set(username=username, password=password, host=host)
+    return parsed
+
+
+def secrets_of(url: str) -> list[str]:
+    """The password (whole, and the pieces of it a driver may show as a host name when an
+    unencoded ``@`` splits it) and the secret-looking query values of ``url``, longest first
+    (to scrub from messages)."""
+    parsed = _parsed(url)
+    if parsed is None:
+        _, sep, rest = url.partition("://")
+        userinfo = rest.rpartition("@")[0] if sep else ""
+        return [userinfo.partition(":")[2]] if ":" in userinfo else []
     found = [parsed.password] if parsed.password else []
+    if parsed.password and "@" in parsed.password:  # 4+ characters: never scrub "pa" from text
+        found += [p for p in parsed.password.split("@") if len(p) >= 4]
     for key, value in parsed.query.items():
         if any(s in key.lower() for s in SECRET_KEYS):
             found += [value] if isinstance(value, str) else list(value)
-    return [str(s) for s in found if s]
+    return sorted({str(s) for s in found if s}, key=len, reverse=True)
 
 
 def hide_password(url: str) -> str:
-    """The URL as it may be printed: its password and secret query values replaced by ``***``."""
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError):
+    """The URL as it may be printed: its password and secret query values replaced by ``***``
+    (found by parsing the URL, :func:`_parsed`), control characters escaped. A URL that does
+    not parse shows only its scheme and what follows its last ``@``."""
+    parsed = _parsed(url)
+    if parsed is None:
         scheme, sep, rest = url.partition("://")
-        return f"{scheme}://***@{rest.rpartition('@')[2]}" if sep and "@" in rest else url
+        return printable(f"{scheme}://***@{rest.rpartition('@')[2]}" if sep and "@" in rest
+                         else url)
     secret_keys = [k for k in parsed.query if any(s in k.lower() for s in SECRET_KEYS)]
     if not parsed.password and not secret_keys:
-        return url  # nothing to hide: as the user gave it
+        return printable(url)  # nothing to hide: as the user gave it
     query = {k: ("***" if k in secret_keys else v) for k, v in parsed.query.items()}
     shown = parsed.set(query=query).render_as_string(hide_password=True)
-    return shown.replace("%2A%2A%2A", "***")
+    return printable(shown.replace("%2A%2A%2A", "***"))
 
 
 def redact(text: str, url: str) -> str:
     """``text`` (a driver's message) with every secret of ``url`` replaced by ``***``."""
     for secret in secrets_of(url):
         text = text.replace(secret, "***")
-    return text
+    return printable(text)
 
 
 def first_line(exc: BaseException) -> str:
@@ -113,11 +139,20 @@ def sqlite_path(url: str) -> Path | None:
     return Path(database) if database and database != ":memory:" else None
 
 
-def prepare_sqlite_file(path: Path, shown: str, create_folder: bool) -> None:
+def prepare_sqlite_file(path: Path, shown: str, create_folder: bool, make: bool = True) -> None:
     """Before a writing store opens ``path``: its folder exists (made if ``create_folder``: a
     plain path such as the default ``results/lionbench.db``) and the file and folder are
-    writable (WAL writes ``-wal`` and ``-shm`` files beside the database)."""
+    writable (WAL writes ``-wal`` and ``-shm`` files beside the database). ``make=False``
+    checks the same without making anything (a missing folder must then be one that can be
+    made)."""
     folder = path.parent
+    if create_folder and not make and not folder.is_dir():
+        try:
+            check_folder_writable(folder, "database folder")
+        except LionbenchError as exc:
+            raise StoreError(f"cannot create the folder of database '{shown}' ({exc}); give a "
+                             "path in a writable folder") from None
+        return
     if create_folder:
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -130,6 +165,9 @@ def prepare_sqlite_file(path: Path, shown: str, create_folder: bool) -> None:
                          "a plain path (lionbench creates the folders of a plain path)")
     if path.is_dir():
         raise StoreError(f"database '{shown}' is a folder; give a file path like {path}/runs.db")
+    if path.exists() and not path.is_file():
+        raise StoreError(f"database '{shown}' is not a regular file (a device, FIFO or socket); "
+                         "give a database file path")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise StoreError(f"database file '{shown}' is read-only; this command stores runs: "
                          "make it writable or give another --db (status, table, export and "
@@ -185,9 +223,19 @@ def create_db_engine(url: str, *, read_only: bool = False, create_folder: bool =
                          "postgresql://user@host:5432/db") from None
     except ModuleNotFoundError as exc:
         raise StoreError(f"database URL '{shown}' needs the driver '{exc.name}'; "
-                         "install it (e.g. pip install 'lionbench[postgres]')") from None
+                         f"{install_hint(url, exc.name)}") from None
     _install_hooks(engine, url, shown, read_only)
     return engine
+
+
+def install_hint(url: str, module: str | None) -> str:
+    """How to get a missing database driver: lionbench's extra for PostgreSQL, else the
+    driver's own package (``pip install pymysql`` for ``mysql+pymysql://``)."""
+    if url.startswith("postgresql"):
+        return "install it: pip install 'lionbench[postgres]'"
+    package = {"MySQLdb": "mysqlclient", "cx_Oracle": "cx_Oracle", "pyodbc": "pyodbc",
+               "psycopg2": "psycopg2-binary"}.get(module or "", module or "the driver")
+    return f"install it (pip install {package}) or name another driver in the URL"
 
 
 def _install_hooks(engine: Engine, url: str, shown: str, read_only: bool) -> None:

@@ -188,8 +188,11 @@ def coerce_record(rec: Any, where: str) -> dict[str, Any]:
     if run_hash_of(config) != out["run_hash"]:
         raise ExchangeError(f"{where}: run_hash {out['run_hash']} is not the hash of its config "
                             "(corrupt or edited record)")
-    for key in ("method", "backbone", "dataset", "seed"):
-        if config.get(key) != out[key]:
+    # the weights_id and protocol columns are read by tables (an edit there alone would change
+    # a result's label or flag): they must agree with the config, whose hash is checked above
+    for key in ("method", "backbone", "dataset", "seed", "weights_id", "protocol_version"):
+        if (key in config or key in ("method", "backbone", "dataset", "seed")) \
+                and config.get(key) != out[key]:
             raise ExchangeError(f"{where}: field '{key}' ({out[key]!r}) disagrees with its "
                                 f"config ({config.get(key)!r})")
     check_metrics(out, config, where)

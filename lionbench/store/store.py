@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from sqlalchemy import Connection, and_, func, insert, inspect, literal, or_, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,6 +35,8 @@ from .engine import (
     describe_failure,
     first_line,
     hide_password,
+    parse_url,
+    prepare_sqlite_file,
     redact,
     resolve_url,
     sqlite_path,
@@ -362,6 +365,61 @@ class Store(RunQueue, TuningStore):
         with self.engine.begin() as conn:
             result = conn.execute(text(sql))
             return list(result) if result.returns_rows else []
+
+
+def _new_sqlite(url: str) -> bool:
+    """An in-memory database, or a SQLite file not made yet: missing, empty (SQLite reads a
+    zero-byte file as an empty database), or a database without a single table (another
+    process sharing the matrix is creating lionbench's tables in it right now)."""
+    if url in MEMORY_URLS:
+        return True
+    path = sqlite_path(url)
+    if path is None:
+        return False
+    if not path.exists():
+        return True
+    if not path.is_file():
+        return False
+    if path.stat().st_size == 0:
+        return True
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
+                               timeout=BUSY_TIMEOUT_S)
+        try:
+            return conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:  # garbage: the store's own open says so, in one line
+        return False
+
+
+def stored_statuses(db: str | None, hashes: list[str]) -> dict[str, str]:
+    """run_hash -> status of the stored ones among ``hashes``, read without creating or
+    changing anything (a dry run, a plan not yet run): {} for a database not made yet."""
+    if _new_sqlite(resolve_url(db)):
+        return {}
+    store = Store(db, read_only=True)
+    try:
+        return store.get_statuses(hashes)
+    finally:
+        store.close()
+
+
+def check_database(db: str | None, *, write: bool = True) -> None:
+    """Refuse, creating and changing nothing, a ``--db`` this command cannot use: a malformed
+    URL, a missing driver, an unreachable server, a file that is garbage or another program's
+    database, a newer schema; with ``write``, also a read-only file or folder, or a folder that
+    cannot be made. What every command that trains checks before it imports torch."""
+    raw = db or os.environ.get("LIONBENCH_DB") or DEFAULT_DB
+    url = resolve_url(db)
+    shown = hide_password(url)
+    parse_url(url)
+    path = sqlite_path(url)
+    if path is not None and write:
+        prepare_sqlite_file(path, shown, create_folder="://" not in raw, make=False)
+    if _new_sqlite(url):
+        return
+    Store(db, read_only=True).close()  # opens it as `table` would: garbage, foreign, refused
 
 
 def _dialect_module(name: str) -> Any:
