@@ -26,11 +26,11 @@ RANKS = {
     "executors": 2,
     "train": 3,
     "methods": 4, "data": 4, "store": 4,
-    "core": 5,  # lionbench/__init__, config, errors, settings, deq, robust, backbones, matrix,
-}               # files
+    "core": 5,  # lionbench/__init__, config, errors, settings, text, catalog, deq, robust,
+}               # backbones, matrix, files
 CORE_MODULES = {"lionbench", "lionbench.config", "lionbench.errors", "lionbench.settings",
-                "lionbench.deq", "lionbench.robust", "lionbench.backbones", "lionbench.matrix",
-                "lionbench.files"}
+                "lionbench.text", "lionbench.catalog", "lionbench.deq", "lionbench.robust",
+                "lionbench.backbones", "lionbench.matrix", "lionbench.files"}
 NO_TORCH_PARTS = ("report", "store")  # what `table`, `status` and `export` load
 TORCH_PACKAGES = {"torch", "torchvision", "timm"}
 
@@ -79,6 +79,8 @@ def imports_of(name: str, path: Path, modules: set[str]) -> set[str]:
 def part_of(module: str) -> str:
     if module in CORE_MODULES:
         return "core"
+    if module == "lionbench.__main__":  # `python -m lionbench`: the CLI's entry point
+        return "cli"
     return module.split(".")[1]
 
 
@@ -159,7 +161,11 @@ def test_reports_and_store_never_import_torch_even_indirectly(graph):
 
 
 def test_importing_the_report_loads_no_torch_at_run_time():
-    code = ("import sys, lionbench.report, lionbench.store, lionbench.cli; "
+    # the CLI's checks of every input (lionbench.cli.inputs and what it calls) run before
+    # torch loads: they must not import it either
+    code = ("import sys, lionbench.report, lionbench.store, lionbench.cli, lionbench.cli.inputs, "
+            "lionbench.catalog, lionbench.executors, lionbench.executors.gpus, "
+            "lionbench.perf.preset, lionbench.matrix, lionbench.settings; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('torch', 'torchvision', 'timm', 'matplotlib')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -173,6 +179,79 @@ def test_method_catalog_matches_the_registry():
 
     assert json.loads(CATALOG_PATH.read_text()) == describe_methods(), (
         "lionbench/assets/methods.json is stale: run `python -m lionbench.methods`")
+
+
+def test_backbone_and_dataset_catalogs_match_the_registries():
+    """The CLI checks names against lionbench/assets/{backbones,datasets}.json before torch
+    loads: they must be the registries' (timm's names when its version is the catalog's)."""
+    from lionbench.backbones import describe_backbone_names
+    from lionbench.catalog import ASSETS
+    from lionbench.data.names import describe_dataset_names
+
+    assert json.loads((ASSETS / "backbones.json").read_text()) == describe_backbone_names(), (
+        "lionbench/assets/backbones.json is stale: run `python -m lionbench.backbones`")
+    assert json.loads((ASSETS / "datasets.json").read_text()) == describe_dataset_names(), (
+        "lionbench/assets/datasets.json is stale: run `python -m lionbench.data`")
+
+
+def declared_distributions() -> set[str]:
+    """Distribution names in pyproject.toml's dependencies and optional dependencies."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        specs += extra
+    return {re.split(r"[<>=!~;\[ ]", s, maxsplit=1)[0].strip().lower().replace("_", "-")
+            for s in specs}
+
+
+def test_every_third_party_import_is_a_declared_dependency(graph):
+    """A package imported by lionbench (anywhere, function-level included) but not declared
+    would work here by accident (another package pulled it in) and break an install."""
+    import importlib.metadata
+
+    owners = importlib.metadata.packages_distributions()
+    declared = declared_distributions()
+    imported = {t for targets in graph.values() for t in targets
+                if not t.startswith("lionbench") and t not in sys.stdlib_module_names
+                and t != "__future__"}
+    missing = {}
+    for top in sorted(imported):
+        dists = {d.lower().replace("_", "-") for d in owners.get(top, [top])}
+        if not dists & declared:
+            missing[top] = sorted(dists)
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_no_private_typer_module_and_typer_bounded():
+    for path in module_files().values():
+        assert "typer._" not in path.read_text(), path
+    deps = (ROOT / "pyproject.toml").read_text()
+    assert '"typer>=0.28,<0.30"' in deps  # vendored click, public TyperException; tested on 0.29
+
+
+def test_no_path_of_a_development_machine_in_committed_files():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    found = []
+    for name in files:
+        if name.startswith("tests/") or not name.endswith((".md", ".py", ".yaml", ".yml",
+                                                          ".txt", ".toml", ".cff", ".json")):
+            continue
+        text = (ROOT / name).read_text(errors="replace")
+        for needle in ("/work/", "/root/", "/tmp/", "/home/"):
+            if needle in text:
+                found.append(f"{name}: {needle}")
+    assert not found, found
+
+
+def test_license_and_python_dash_m():
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    out = subprocess.run([sys.executable, "-m", "lionbench", "--version"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("lionbench "), out.stderr
 
 
 def test_the_check_itself_sees_function_level_and_upward_imports(tmp_path):

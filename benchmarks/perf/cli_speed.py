@@ -1,6 +1,6 @@
 """How fast `lionbench table`, `status` and `export` answer on a database of 10,000 runs.
 
-    python benchmarks/perf/cli_speed.py [--runs 10000] [--repeat 5] [--db /tmp/speed.db]
+    python benchmarks/perf/cli_speed.py [--runs 10000] [--repeat 5] [--db PATH]
 
 Fills a SQLite file with synthetic done runs (4 backbones x 10 methods x 25 datasets x 10 seeds,
 real RunConfigs and metrics, no training; 1 LION run in 20 stored with a solver warning), then
@@ -19,6 +19,7 @@ import random
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,7 +72,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--db", type=Path, default=Path("/tmp/lionbench-speed.db"))
+    parser.add_argument("--db", type=Path,
+                        default=Path(tempfile.gettempdir()) / "lionbench-speed.db")
     args = parser.parse_args()
     fill(args.db, args.runs)
     exe = shutil.which("lionbench") or "lionbench"

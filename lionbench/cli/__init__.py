@@ -18,13 +18,14 @@ import typer
 
 from lionbench import __version__
 from lionbench.executors.interrupts import exit_code
+from lionbench.text import printable
 
 from . import data, models, perf, results, run, tune
-from .options import console, err_console
+from .options import console, new_typer, say
 
-app = typer.Typer(help="Benchmark parameter-efficient transfer learning in vision (LION and "
-                       "baselines): run matrices, store results, render the paper's tables.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = new_typer(help="Benchmark parameter-efficient transfer learning in vision (LION and "
+                     "baselines): run matrices, store results, render the paper's tables.",
+                no_args_is_help=True, add_completion=False)
 
 
 def _version(value: bool) -> None:
@@ -44,34 +45,37 @@ for _module in (run, tune, results, models, data, perf):  # the order of `lionbe
 
 
 INTERRUPTED = 130
+# Exit status of every command: 0 success; 1 bad input (one line on stderr, nothing created or
+# changed) or, for run/ablate/tune, a run that failed or was left pending (RunSummary.exit_code);
+# 130 after Ctrl-C and 143 after SIGTERM (the run in progress given back, resumable).
+EXIT_CODES = {0: "success", 1: "bad input, or a run failed or was left pending",
+              130: "interrupted (Ctrl-C)", 143: "stopped by SIGTERM"}
 
 
 def main() -> None:
-    """Entry point: click's own usage errors also become one line and exit code 1; Ctrl-C and
-    SIGTERM end with the shell's code for the signal (130, 143) after giving runs back."""
-    try:
-        from typer._click import exceptions as click_exc  # typer >= 0.22 vendors click
-    except ImportError:  # pragma: no cover - older typer
-        from click import exceptions as click_exc
+    """Entry point: usage errors (an unknown option, a missing value) also become one line and
+    exit code 1; Ctrl-C and SIGTERM end with the shell's code for the signal (130, 143) after
+    giving runs back."""
     try:
         code = app(standalone_mode=False)
-    except click_exc.NoArgsIsHelpError:
-        sys.exit(0)
-    except click_exc.ClickException as exc:
-        err_console.print(usage_line(exc), markup=False, highlight=False, soft_wrap=True)
+    except typer.TyperException as exc:  # typer >= 0.28 vendors click: its usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `lionbench`: the help, printed
+            sys.exit(0)
+        say(usage_line(exc), err=True)
         sys.exit(1)
-    except (KeyboardInterrupt, getattr(click_exc, "Abort", KeyboardInterrupt)):
+    except (KeyboardInterrupt, typer.Abort):
         code = INTERRUPTED
     if code == INTERRUPTED:  # typer turns KeyboardInterrupt into a silent return of 130
-        err_console.print("interrupted: the run in progress went back to pending; rerun the "
-                          "same command to resume", highlight=False, soft_wrap=True)
+        say("interrupted: the run in progress went back to pending; rerun the same command to "
+            "resume", err=True)
         sys.exit(exit_code(INTERRUPTED))
     sys.exit(code if isinstance(code, int) else 0)
 
 
-def usage_line(exc: Exception) -> str:
-    """click's message on one line, pointing at the help that lists what is valid."""
-    message = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+def usage_line(exc: BaseException) -> str:
+    """click's message on one line (what the user typed shown inert), pointing at the help
+    that lists what is valid."""
+    message = printable(" ".join(exc.format_message().split()))  # type: ignore[attr-defined]
     names, ctx = [], getattr(exc, "ctx", None)
     while ctx is not None and ctx.parent is not None:  # the root's name is the program's
         names.append(ctx.info_name)
@@ -79,4 +83,4 @@ def usage_line(exc: Exception) -> str:
     return f"error: {message} (see `{' '.join(['lionbench', *reversed(names)])} --help`)"
 
 
-__all__ = ["app", "main"]
+__all__ = ["EXIT_CODES", "app", "main"]

@@ -6,9 +6,11 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from .options import DataRootOption, console, handle_errors, styled
+from lionbench.text import printable
 
-datasets_app = typer.Typer(help="Dataset catalog: presence on this machine, sources, layouts.",
+from .options import DataRootOption, console, handle_errors, new_typer, styled
+
+datasets_app = new_typer(help="Dataset catalog: presence on this machine, sources, layouts.",
                            invoke_without_command=True)
 
 
@@ -31,8 +33,8 @@ def datasets(ctx: typer.Context,
         splits = ", ".join(f"{k} {v:,}" for k, v in (d.get("splits") or {}).items())
         present = styled("yes", "green") if d["present"] else styled("missing", "red")
         extra = [str(d.get("source", "")), str(d.get("layout", ""))] if verbose else []
-        t.add_row(d["name"], str(d.get("classes", "")), splits, present, str(d.get("where", "")),
-                  *extra)
+        t.add_row(printable(d["name"]), str(d.get("classes", "")), splits, present,
+                  printable(d.get("where", "")), *map(printable, extra))
     console.print(t)
 
 
@@ -42,11 +44,14 @@ def prepare(name: str = typer.Argument(..., help="Dataset name, e.g. cifar10."),
             data_root: DataRootOption = None
             ) -> None:
     """Download a dataset where its source allows it (else: how to obtain it)."""
+    from lionbench.catalog import check_dataset
+
+    check_dataset(name)  # before torch loads
     from lionbench.data.catalog import prepare_dataset
 
     with console.status(f"preparing {name} ..."):
         path = prepare_dataset(name, data_root)
-    console.print(f"{name}: ready{f' in {path}' if path else ''}", highlight=False)
+    console.print(printable(f"{name}: ready{f' in {path}' if path else ''}"), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,10 +16,11 @@ from lionbench.errors import ConfigError, UnknownNameError
 from lionbench.executors.progress import epoch_line
 from lionbench.matrix import split_names
 from lionbench.report.cells import format_value
+from lionbench.text import printable
 
-from .options import DataRootOption, console, handle_errors
+from .options import DataRootOption, DeviceOption, console, handle_errors, new_typer, say
 
-list_app = typer.Typer(help="List registered methods, backbones or datasets.",
+list_app = new_typer(help="List registered methods, backbones or datasets.",
                        no_args_is_help=True)
 
 
@@ -32,14 +33,23 @@ def params(
     fmt: str = typer.Option("rich", "--format", "-f", help="rich | json | csv."),
 ) -> None:
     """Count trainable parameters per method and backbone (built without weights or training)."""
-    from lionbench.train.params import count_method_parameters
+    from lionbench.catalog import check_backbone, method_entry
+
+    from .inputs import check_num_classes, check_settings_of
 
     if fmt not in ("rich", "json", "csv"):
         raise ConfigError(f"unknown format '{fmt}'; valid: rich, json, csv")
-    if num_classes < 1:
-        raise ConfigError(f"invalid --num-classes {num_classes}; a head needs at least 1 class")
-    records = count_method_parameters(split_names(methods), split_names(backbones), num_classes,
-                                      parse_set_options(set_))
+    check_num_classes(num_classes)
+    method_names, backbone_names = split_names(methods), split_names(backbones)
+    for name in method_names:
+        method_entry(name)
+    for name in backbone_names:
+        check_backbone(name)
+    overrides = parse_set_options(set_)
+    check_settings_of(method_names, overrides)  # before torch loads
+    from lionbench.train.params import count_method_parameters
+
+    records = count_method_parameters(method_names, backbone_names, num_classes, overrides)
     print_params(records, fmt)
 
 
@@ -73,14 +83,29 @@ def pretrain(
                                 "folder:data/cifar10-jpeg."),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint (.safetensors)."),
     set_: list[str] | None = typer.Option(None, "--set", help="Training key=value."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the run."),
     data_root: DataRootOption = None,
-    device: str = typer.Option("auto", "--device"),
+    device: DeviceOption = "auto",
 ) -> None:
     """Pretrain a backbone from scratch on a source dataset and save its weights."""
-    from lionbench.train.pretrain import pretrain_backbone
+    from lionbench.catalog import check_backbone, check_dataset
+    from lionbench.executors.gpus import check_device
+    from lionbench.files import check_writable, writes_in_place
+    from lionbench.matrix import parse_seeds
 
+    from .inputs import check_settings_of
+
+    check_backbone(backbone)
+    check_dataset(dataset)
+    parse_seeds(seed)
+    check_device(device)
     overrides = parse_set_options(set_)
+    check_settings_of(["fine-tuning"], overrides)
+    check_writable(output, "checkpoint")
+    if not writes_in_place(output):
+        check_writable(output.with_suffix(".json"), "checkpoint record")
+    from lionbench.train.pretrain import pretrain_backbone  # torch: inputs checked by now
+
     with console.status("pretraining ...") as st:
         def progress(_phase: str, done: int, total: int, info: dict | None = None) -> None:
             if console.is_terminal:
@@ -92,9 +117,9 @@ def pretrain(
 
         result = pretrain_backbone(backbone, dataset, output, train=overrides, seed=seed,
                                    data_root=data_root, device=device, progress=progress)
-    console.print(f"saved {result.output} ({result.size_bytes / 1e6:.2f} MB): source test top-1 "
-                  f"{result.test_top1:.4f} (val {result.val_top1:.4f}, epoch "
-                  f"{result.best_epoch}), {result.seconds:.0f} s", highlight=False)
+    say(f"saved {printable(result.output)} ({result.size_bytes / 1e6:.2f} MB): source test "
+        f"top-1 {result.test_top1:.4f} (val {result.val_top1:.4f}, epoch {result.best_epoch}), "
+        f"{result.seconds:.0f} s")
 
 
 # --- list --------------------------------------------------------------------------------------
@@ -157,13 +182,14 @@ def print_settings(title: str, schema: dict[str, Any]) -> None:
 @handle_errors
 def list_backbones_cmd() -> None:
     """Built-in backbones (any other timm model name works too)."""
-    from lionbench.backbones import BUILTIN_BACKBONES, get_backbone_info
+    from lionbench.catalog import backbone_catalog  # the registry as data: no torch
 
+    catalog = backbone_catalog()
     t = Table("backbone", "timm model", "input", "description",
-              caption="Any timm.list_models() name is accepted as well.")
-    for spec in BUILTIN_BACKBONES.values():
-        t.add_row(spec.name, spec.timm_name, str(get_backbone_info(spec.name).image_size),
-                  spec.description)
+              caption=f"Any timm.list_models() name is accepted as well "
+                      f"({len(catalog['timm_models']):,} in timm {catalog['timm']}).")
+    for spec in catalog["builtin"]:
+        t.add_row(spec["name"], spec["timm_name"], str(spec["image_size"]), spec["description"])
     console.print(t)
 
 
@@ -171,13 +197,12 @@ def list_backbones_cmd() -> None:
 @handle_errors
 def list_datasets_cmd() -> None:
     """Registered datasets (see `lionbench datasets` for where they are)."""
-    from lionbench.data import get_dataset, list_datasets
+    from lionbench.catalog import dataset_catalog  # the registry as data: no torch
 
     t = Table("dataset", "classes", "description", caption="Also: folder:PATH (train/ and "
               "test/ class folders), NAME-lt-irR (long-tailed), NAME-Kshot (few-shot).")
-    for name in list_datasets():
-        spec = get_dataset(name)
-        t.add_row(name, str(spec.num_classes), spec.description)
+    for spec in dataset_catalog()["datasets"]:
+        t.add_row(spec["name"], str(spec["classes"]), spec["description"])
     console.print(t)
 
 

@@ -4,14 +4,16 @@ and backbone, with ratios to the frozen-backbone floor and to fine-tuning (lionb
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from lionbench.config import parse_set_options
 from lionbench.files import check_writable, write_output
+from lionbench.text import printable
 
-from .options import console, err_console, handle_errors
+from .options import console, handle_errors, say
 
 
 @handle_errors
@@ -40,8 +42,7 @@ def bench(
                                               "as Markdown."),
 ) -> None:
     """Time one training step per method x backbone, side by side in this one process."""
-    from lionbench.perf.preset import BenchOptions, load_preset, run_bench
-    from lionbench.perf.report import render_markdown, render_rich
+    from lionbench.perf.preset import BenchOptions, check_numbers, load_preset
 
     for path, what in ((json_path, "benchmark report"), (markdown_path, "benchmark table")):
         if path is not None:  # before minutes of timing, not after
@@ -58,6 +59,10 @@ def bench(
     options.set = {**options.set, **parse_set_options(set_)}
     if not checks:
         options.deq_memory = options.feature_cache = None
+    check_bench_inputs(options, check_numbers)
+    from lionbench.perf.preset import run_bench  # torch: every input is checked by now
+    from lionbench.perf.report import render_markdown, render_rich
+
     with console.status("benchmarking ...") as status:
         report = run_bench(options, progress=lambda msg: status.update(msg))
     # piped output gets 150 columns (rich would assume 80 and squeeze the columns)
@@ -68,10 +73,32 @@ def bench(
         console.print(_check_line(name, check))
     if json_path:
         report.write_json(json_path)
-        err_console.print(f"wrote {json_path}")
+        say(f"wrote {printable(json_path)}", err=True)
     if markdown_path:
         write_output(markdown_path, render_markdown(report), "benchmark table")
-        err_console.print(f"wrote {markdown_path}")
+        say(f"wrote {printable(markdown_path)}", err=True)
+
+
+def check_bench_inputs(options: Any, check_numbers: Any) -> None:
+    """Names, numbers, device and settings of a benchmark, before torch loads."""
+    from lionbench.catalog import check_backbone, method_entry, method_names
+    from lionbench.executors.gpus import check_device
+
+    from .inputs import check_settings_of
+
+    check_numbers(options)
+    check_device(options.device)
+    entries = options.methods if isinstance(options.methods, list) else [options.methods]
+    names = []
+    for entry in entries:
+        name = entry.get("method") if isinstance(entry, dict) else str(entry).split(":")[0]
+        names += method_names() if name == "all" else [str(name)]
+    names = [n for n in dict.fromkeys(names) if n != "floor"]  # the frozen-backbone floor
+    for name in names:
+        method_entry(name)
+    for name in options.backbones:
+        check_backbone(name)
+    check_settings_of(names, options.set)
 
 
 def _check_line(name: str, check: dict) -> str:

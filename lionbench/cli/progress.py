@@ -3,7 +3,9 @@
 On a terminal: rich bars for the matrix and for the epochs of the current run. Without one
 (nohup, CI, a Slurm log): bars would draw nothing until the end, so every event is one plain,
 flushed line instead (a line per epoch with its train loss, validation top-1 and seconds, and
-one per finished run). Names are data, never rich markup (see options.py).
+one per finished run). Names are data, never rich markup (see options.py), and are printed
+inert (lionbench.text.printable: a control character in a name or a failure reason is shown
+escaped, never acted on).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rich.text import Text
 
 from lionbench.executors.progress import epoch_line
 from lionbench.runner import Plan, RunSummary, run_plan
+from lionbench.text import printable
 
 
 def print_plan(console: Console, plan: Plan, force: bool, retry_failed: bool) -> None:
@@ -26,8 +29,8 @@ def print_plan(console: Console, plan: Plan, force: bool, retry_failed: bool) ->
     t = Table("hash", "method", "backbone", "dataset", "seed", "weights", "stored", "action",
               title=f"plan: {len(rows)} runs")
     for r in rows:
-        t.add_row(*(Text(str(r[k])) for k in ("run_hash", "method", "backbone", "dataset", "seed",
-                                              "weights", "stored", "action")))
+        t.add_row(*(Text(printable(r[k])) for k in ("run_hash", "method", "backbone", "dataset",
+                                                    "seed", "weights", "stored", "action")))
     console.print(t)
     print_validation(console, plan)
     n_run = sum(r["action"] == "run" for r in rows)
@@ -36,7 +39,7 @@ def print_plan(console: Console, plan: Plan, force: bool, retry_failed: bool) ->
 
 
 def run_label(c: Any) -> str:
-    return f"{c.method} / {c.backbone} / {c.dataset} / seed {c.seed}"
+    return printable(f"{c.method} / {c.backbone} / {c.dataset} / seed {c.seed}")
 
 
 def done_line(info: dict[str, Any], show_test: bool = True) -> Text:
@@ -49,13 +52,14 @@ def done_line(info: dict[str, Any], show_test: bool = True) -> Text:
 
 def failed_line(info: dict[str, Any]) -> Text:
     return Text.assemble("  ", ("failed", "red"), f" {run_label(info['config'])}: "
-                         f"{info['reason']}")
+                         f"{printable(info['reason'])}")
 
 
 def print_validation(console: Console, plan: Plan) -> None:
     """Where model selection reads validation from, per dataset of the plan."""
     for dataset, source in plan.validation_sources().items():
-        console.print(f"validation of {dataset}: {source}", highlight=False, markup=False)
+        console.print(printable(f"validation of {dataset}: {source}"), highlight=False,
+                      markup=False, soft_wrap=True)
 
 
 def run_with_progress(console: Console, plan: Plan, **kwargs: Any) -> RunSummary:
@@ -100,6 +104,8 @@ def progress_events(console: Console, plan: Plan | None = None,
                 progress.console.print(line, highlight=False, soft_wrap=True)
             elif kind == "end":
                 progress.update(epoch_task, visible=False)
+            elif kind == "waiting":
+                progress.console.print(waiting_line(info), highlight=False, soft_wrap=True)
 
         yield on_event
 
@@ -125,4 +131,11 @@ def plain_events(console: Console, show_test: Callable[[], bool] = lambda: True)
             say(done_line(info, show_test()))
         elif kind == "failed":
             say(failed_line(info))
+        elif kind == "waiting":
+            say(waiting_line(info))
     return on_event
+
+
+def waiting_line(info: dict[str, Any]) -> str:
+    return (f"waiting for {info['running']} run(s) of this matrix running in other processes "
+            "(--wait)")

@@ -22,14 +22,24 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from lionbench.errors import ConfigError
 from lionbench.files import check_writable, write_output
 from lionbench.matrix import split_names
 from lionbench.store import SCHEMA_VERSION, Store
 from lionbench.store.exchange import export_runs, import_into
+from lionbench.text import printable
 
-from .options import CleanOnlyOption, DbOption, console, err_console, handle_errors, styled
+from .options import (
+    CleanOnlyOption,
+    DbOption,
+    console,
+    handle_errors,
+    new_typer,
+    say,
+    styled,
+)
 
-plot_app = typer.Typer(help="Draw figures from stored runs (PNG and PDF).", no_args_is_help=True)
+plot_app = new_typer(help="Draw figures from stored runs (PNG and PDF).", no_args_is_help=True)
 
 
 @handle_errors
@@ -52,6 +62,15 @@ def table(
                                   "the chosen values in a footnote."),
 ) -> None:
     """Render stored results in the paper's layout (mean ± std over seeds, best marked)."""
+    from lionbench.report.paper import PRESETS
+    from lionbench.report.render import FORMATS
+
+    if fmt not in FORMATS:  # every option checked before the database is read
+        raise ConfigError(f"unknown table format '{fmt}'; valid: {', '.join(FORMATS)}")
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(f"unknown preset '{preset}'; valid: {', '.join(PRESETS)}")
+    if compare not in (None, "paper"):
+        raise ConfigError(f"unknown --compare '{compare}'; valid: paper")
     if output is not None:
         check_writable(output, "table")
     print_table(Store(db, read_only=True), fmt=fmt, output=output, preset=preset,
@@ -74,14 +93,13 @@ def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "ri
                                    method_order=method_order, mark_imported=mark_imported,
                                    allow_empty=allow_empty, selected=selected)
     if rendered is None:
-        err_console.print(f"no done runs in {store.safe_url}; run `lionbench run` first "
-                          "(--allow-empty renders the empty layout)", highlight=False,
-                          markup=False, soft_wrap=True)
+        say(f"no done runs in {store.safe_url}; run `lionbench run` first (--allow-empty renders "
+            "the empty layout)", err=True)
         return
     if output:
         text = rendered if isinstance(rendered, str) else rich_to_text(rendered)
         write_output(output, text, "table")
-        console.print(f"wrote {output}", highlight=False)
+        say(f"wrote {printable(output)}")
     elif isinstance(rendered, str):
         sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")
     else:
@@ -96,43 +114,45 @@ def status(db: DbOption = None) -> None:
 
 def print_status(store: Store) -> None:
     """Counts per status, the running runs with their heartbeats, the runs stored with solver
-    warnings, the failures' reasons."""
+    warnings, the failures' reasons. Everything is read before anything is printed (a database
+    that fails mid-way, locked for instance, gives its one error line and nothing else), and
+    every stored text is printed inert (lionbench.text.printable)."""
     counts = store.count_by_status()
+    columns = ("run_hash", "method", "backbone", "dataset", "seed", "worker", "heartbeat_at",
+               "attempts", "failure_reason")
+    running = store.fetch_runs("running", columns)
+    flagged = store.runs_with_warnings()
+    failed = store.fetch_runs("failed", columns)
+
+    say(f"database: {store.safe_url}")
     t = Table("status", "runs")
-    console.print(f"database: {store.safe_url}", highlight=False)
     for name, n in counts.items():
         t.add_row(name, str(n))
     console.print(t)
     if store.schema_version < SCHEMA_VERSION:
-        console.print(f"(schema {store.schema_version}, read as it is; the next `lionbench run` "
-                      "or `lionbench import` on it upgrades it)", highlight=False)
-    columns = ("run_hash", "method", "backbone", "dataset", "seed", "worker", "heartbeat_at",
-               "attempts", "failure_reason")
-    running = store.fetch_runs("running", columns)
+        say(f"(schema {store.schema_version}, read as it is; the next `lionbench run` or "
+            "`lionbench import` on it upgrades it)")
     if running:
         r = Table("method", "backbone", "dataset", "seed", "worker", "last heartbeat",
                   title="running")
         for row in running:
-            r.add_row(*(Text(str(row[k])) for k in ("method", "backbone", "dataset", "seed",
-                                                    "worker", "heartbeat_at")))
+            r.add_row(*(Text(printable(row[k])) for k in ("method", "backbone", "dataset",
+                                                          "seed", "worker", "heartbeat_at")))
         console.print(r)
-    flagged = store.runs_with_warnings()
     if flagged:
-        console.print("[bold]runs with solver warnings[/] (flagged \u00a7 in tables):")
+        console.print(Text.assemble(styled("runs with solver warnings", "bold"),
+                                    " (flagged \u00a7 in tables):"))
         for row in flagged:
-            console.print(f"  {row['run_hash']} {row['method']} / {row['backbone']} / "
+            say(printable(f"  {row['run_hash']} {row['method']} / {row['backbone']} / "
                           f"{row['dataset']} / seed {row['seed']}: "
-                          f"{'; '.join(row['warnings'])}", highlight=False, markup=False,
-                          soft_wrap=True)
-    failed = store.fetch_runs("failed", columns)
+                          f"{'; '.join(row['warnings'])}"))
     if failed:
         console.print(Text.assemble(styled("failed runs", "bold"), ":"))
         for row in failed:
-            console.print(f"  {row['run_hash']} {row['method']} / {row['backbone']} / "
+            say(printable(f"  {row['run_hash']} {row['method']} / {row['backbone']} / "
                           f"{row['dataset']} / seed {row['seed']} (attempt {row['attempts']}): "
-                          f"{row['failure_reason']}", highlight=False, markup=False,
-                          soft_wrap=True)
-        console.print("retry them with `lionbench run ... --retry-failed`")
+                          f"{row['failure_reason']}"))
+        say("retry them with `lionbench run ... --retry-failed`")
 
 
 @handle_errors
@@ -148,8 +168,8 @@ def export_cmd(
     if output is not None:
         check_writable(output, "export")
     n = export_runs(Store(db, read_only=True), fmt, output, status=status)
-    target = console if output is not None else err_console
-    target.print(f"exported {n} run(s)" + (f" to {output}" if output else ""), highlight=False)
+    say(f"exported {n} run(s)" + (f" to {printable(output)}" if output else ""),
+        err=output is None)
 
 
 @handle_errors
@@ -160,7 +180,7 @@ def import_cmd(
 ) -> None:
     """Merge runs gathered elsewhere; present runs are skipped, done runs never overwritten."""
     report = import_into(db, source)
-    console.print(report.summary(), highlight=False, markup=False)
+    say(printable(report.summary()))
 
 
 def _formats(value: str) -> tuple[str, ...]:
@@ -178,11 +198,16 @@ def plot_sensitivity_cmd(
     clean_only: CleanOnlyOption = False,
 ) -> None:
     """Figure 3: top-1 against tau and against the number of DEQ layers (figure3.yaml)."""
+    store = Store(db, read_only=True)
+    _check_plot_outputs(output, fmt)
+    if not any(r["method"] == method and r["test_top1"] is not None
+               for r in store.fetch_runs("done", ("method", "test_top1"))):
+        raise ConfigError(f"no done '{printable(method)}' runs with a test top-1 to plot; run "
+                          "benchmarks/figure3.yaml first (lionbench run benchmarks/figure3.yaml)")
     from lionbench.report.plots import plot_sensitivity  # matplotlib: only when plotting
 
-    _check_plot_outputs(output, fmt)
-    paths = plot_sensitivity(Store(db, read_only=True).list_runs("done"), output,
-                             _formats(fmt), method=method, clean_only=clean_only)
+    paths = plot_sensitivity(store.list_runs("done"), output, _formats(fmt), method=method,
+                             clean_only=clean_only)
     _report(paths)
 
 
@@ -202,11 +227,11 @@ def plot_tradeoff_cmd(
                                   "`lionbench tune` chose on validation (their final seeds)."),
 ) -> None:
     """Top-1 against trainable parameters (log scale), per method and backbone, per dataset."""
+    store = Store(db, read_only=True)
+    _check_plot_outputs(output, fmt)
     from lionbench.report.plots import plot_tradeoff  # matplotlib: only when plotting
     from lionbench.report.stored import load_selection
 
-    _check_plot_outputs(output, fmt)
-    store = Store(db, read_only=True)
     choice = load_selection(store) if selected else None
     paths = plot_tradeoff(store.list_runs("done"), output, _formats(fmt),
                           datasets=split_names(datasets) or None, variants=variants,
@@ -214,17 +239,33 @@ def plot_tradeoff_cmd(
     _report(paths)
 
 
-def _check_plot_outputs(output: Path, fmt: str) -> None:
-    """Fail before reading runs or drawing when a plot file cannot be written."""
-    from lionbench.report.plots import plot_path  # matplotlib: only when plotting
+PLOT_FORMATS = ("png", "pdf")  # lionbench.report.plots.FORMATS, without importing matplotlib
 
-    for f in _formats(fmt):
-        check_writable(plot_path(output, f), "plot")
+
+def plot_file(output: Path, fmt: str) -> Path:
+    """lionbench.report.plots.plot_path without matplotlib (seconds to import): ``output.<fmt>``
+    (a trailing .png/.pdf dropped); tests/test_faults.py checks that both agree."""
+    output = Path(output)
+    if output.suffix.lstrip(".") in PLOT_FORMATS:
+        output = output.with_suffix("")
+    return output.parent / f"{output.name}.{fmt}"
+
+
+def _check_plot_outputs(output: Path, fmt: str) -> None:
+    """Fail before drawing (before matplotlib loads) when a format is unknown or a plot file
+    cannot be written."""
+    formats = _formats(fmt)
+    bad = [f for f in formats if f not in PLOT_FORMATS]
+    if bad or not formats:
+        raise ConfigError(f"unsupported format {', '.join(bad) or '(none)'}; valid: "
+                          f"{', '.join(PLOT_FORMATS)}")
+    for f in formats:
+        check_writable(plot_file(output, f), "plot")
 
 
 def _report(paths: list[Path]) -> None:
     n = len(getattr(paths, "series", []))
-    console.print(f"wrote {', '.join(map(str, paths))} ({n} series)", highlight=False)
+    say(printable(f"wrote {', '.join(map(str, paths))} ({n} series)"))
 
 
 def register(app: typer.Typer) -> None:

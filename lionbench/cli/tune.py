@@ -15,22 +15,20 @@ import typer
 from rich.table import Table
 
 from lionbench.report.cells import format_value
+from lionbench.text import printable
 
 from .options import (
+    EXECUTION,
+    PLANNING,
     BackbonesOption,
-    DataRootOption,
     DatasetsOption,
-    DbOption,
-    DeviceOption,
-    DryRunOption,
-    ForceOption,
     MethodsOption,
     SeedsOption,
     SetOption,
-    ThreadsOption,
     console,
-    err_console,
     handle_errors,
+    say,
+    with_groups,
 )
 from .results import print_table
 
@@ -39,6 +37,7 @@ if TYPE_CHECKING:
 
 
 @handle_errors
+@with_groups(PLANNING, EXECUTION)
 def tune(
     config: Path | None = typer.Argument(None, help="YAML matrix file with a 'grid:' "
                                          "(optional)."),
@@ -52,64 +51,60 @@ def tune(
                                           "weight_decay, epochs), a method key (prompt_length) "
                                           "or method.key (vpt.lr)."),
     tune_seeds: str | None = typer.Option(None, "--tune-seeds", help="Seeds of the candidate "
-                                          "runs (default: one seed after the final seeds)."),
-    weights: str | None = typer.Option(None, "--weights", help="pretrained | none | FILE."),
-    data_root: DataRootOption = None,
-    db: DbOption = None,
-    dry_run: DryRunOption = False,
-    force: ForceOption = False,
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Rerun failed runs."),
-    device: DeviceOption = "auto",
-    show_table: bool = typer.Option(True, "--table/--no-table", help="Print the table of the "
-                                    "chosen configurations after."),
-    executor: str | None = typer.Option(None, "--executor", help="inline | local | ray | slurm."),
-    workers: int | None = typer.Option(None, "--workers", help="Local CPU worker processes."),
-    gpus: str | None = typer.Option(None, "--gpus", help="Local workers, one per GPU: 0,1."),
-    threads: ThreadsOption = None,
+                                          "runs, disjoint from --seeds (default: one seed "
+                                          "after the final seeds)."),
+    planning: dict[str, Any] | None = None,
+    execution: dict[str, Any] | None = None,
 ) -> None:
     """Per method x backbone x dataset: run a grid, choose on validation top-1 (ties: the
     cheaper), store the choice, run the winner's final seeds. The test split chooses nothing."""
-    from lionbench.executors import make_options
+    from .inputs import check_tune_inputs
+    from .run import prepare_execution
+
+    p, e = planning or {}, execution or {}
+    check_tune_inputs(config, methods, backbones, datasets, seeds, set_, grid, tune_seeds,
+                      p["weights"])
+    executor, exec_options = prepare_execution(e, p)
+    from lionbench.runner.plan import check_weights_available  # torch: inputs checked by now
     from lionbench.runner.tune import build_tune_plan, run_tune
 
     from .progress import print_plan, progress_events
 
-    executor, exec_options = make_options(executor=executor, workers=workers, gpus=gpus,
-                                          threads=threads)
     plan = build_tune_plan(config, methods, backbones, datasets, seeds, set_, grid, tune_seeds,
-                           weights, db)
+                           p["weights"], p["db"])
     for note in plan.notes:
-        console.print(note, highlight=False, markup=False)
+        say(printable(note))
     n_cand = sum(len(t.candidates) for t in plan.tasks)
-    console.print(f"tuning {len(plan.tasks)} method x backbone x dataset task(s): {n_cand} "
-                  f"candidate configuration(s), chosen on validation top-1", highlight=False)
-    if any(set(t.tune_seeds) & set(t.final_seeds) for t in plan.tasks):
-        console.print("note: tuning seeds overlap the final seeds: the winner's tuning run is "
-                      "also one of its reported runs", highlight=False)
-    if dry_run:
-        print_plan(console, plan.candidate_plan(), force, retry_failed)
+    say(f"tuning {len(plan.tasks)} method x backbone x dataset task(s): {n_cand} candidate "
+        "configuration(s), chosen on validation top-1")
+    if p["dry_run"]:
+        print_plan(console, plan.candidate_plan(), p["force"], p["retry_failed"])
         finals = {tuple(t.final_seeds) for t in plan.tasks}
-        console.print(f"then each task's winner runs its final seeds "
-                      f"{', '.join(','.join(map(str, s)) for s in finals)}", highlight=False)
+        say(f"then each task's winner runs its final seeds "
+            f"{', '.join(','.join(map(str, s)) for s in finals)}")
         return
+    candidates = plan.candidate_plan()  # fail before anything is stored when weights are missing
+    check_weights_available(candidates.to_run(p["force"], p["retry_failed"]))
     phase = {"name": "candidates"}
 
-    def on_phase(name: str, p: Any) -> None:
+    def on_phase(name: str, stage: Any) -> None:
         phase["name"] = name
         if name == "finals":
             print_choices(plan.tasks)
-            console.print(f"final runs of the chosen configurations: {len(p.configs)}",
-                          highlight=False)
+            say(f"final runs of the chosen configurations: {len(stage.configs)}")
 
     with progress_events(console, show_test=lambda: phase["name"] == "finals") as on_event:
-        result = run_tune(plan, force=force, retry_failed=retry_failed, on_phase=on_phase,
-                          data_root=data_root, device=device, on_event=on_event,
-                          executor=executor, options=exec_options)
-    if show_table and any(t.winner for t in plan.tasks):
+        result = run_tune(plan, force=p["force"], retry_failed=p["retry_failed"],
+                          on_phase=on_phase, data_root=p["data_root"],
+                          device=exec_options.device, on_event=on_event, executor=executor,
+                          options=exec_options)
+    if p["show_table"] and any(t.winner for t in plan.tasks):
         print_table(plan.store, selected=True)
     summary = result.summary  # the exit rule of run and ablate: RunSummary.exit_code
+    if summary.note_line():
+        say(summary.note_line(), err=True)
     if summary.exit_code:
-        err_console.print(summary.problem_line(), highlight=False, markup=False)
+        say(summary.problem_line(), err=True)
         raise typer.Exit(summary.exit_code)
 
 
@@ -118,17 +113,16 @@ def print_choices(tasks: list[Task]) -> None:
     for task in tasks:
         keys = list(task.grid)
         t = Table(*keys, "val top-1", "trainable", "status", "chosen",
-                  title=f"{task.method} / {task.backbone} / {task.dataset}: tuning seeds "
-                        f"{','.join(map(str, task.tune_seeds))}")
+                  title=printable(f"{task.method} / {task.backbone} / {task.dataset}: tuning "
+                                  f"seeds {','.join(map(str, task.tune_seeds))}"))
         for c in task.candidates:
             score = "-" if c.val_top1 is None else f"{c.val_top1:.4f}"
-            t.add_row(*(format_value(c.values[k]) for k in keys), score,
+            t.add_row(*(printable(format_value(c.values[k])) for k in keys), score,
                       "-" if c.params is None else f"{c.params:,}", c.status,
                       "yes" if c is task.winner else "")
         console.print(t)
         if task.winner is None:
-            console.print("  no candidate finished: nothing chosen, no final runs",
-                          highlight=False)
+            say("  no candidate finished: nothing chosen, no final runs")
 
 
 def register(app: typer.Typer) -> None:
