@@ -103,11 +103,11 @@ def list_methods_cmd() -> None:
     """Registered methods."""
     from lionbench.methods import get_method, list_methods
 
-    t = Table("method", "paper name", "init", "description")
+    t = Table("method", "paper name", "init", "source", "description")
     for name in list_methods():
         spec = get_method(name)
         t.add_row(name, spec.paper_name, "pretrained" if spec.pretrained else "random",
-                  spec.description)
+                  spec.source or "-", spec.description)
     console.print(t)
 
 
