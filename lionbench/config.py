@@ -54,6 +54,10 @@ class TrainConfig:
     eval_batch_size: int = 256
     max_train_samples: int | None = None  # seeded, stratified subset of the train split
     lr_schedule: str = "constant"  # constant | cosine (per step, to zero at the last epoch)
+    # Train on the train and validation images together and keep the last epoch: nothing is
+    # held out, so nothing is selected (VTAB-1k's final runs: train800val200). Part of a run's
+    # identity only when true, so runs stored before it existed keep their identity.
+    train_on_val: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -81,6 +85,8 @@ class TrainConfig:
         if self.augment not in AUGMENTATIONS:
             raise ConfigError(f"invalid augment={self.augment!r}; "
                               f"valid: {', '.join(AUGMENTATIONS)}")
+        if not isinstance(self.train_on_val, bool):
+            raise ConfigError(f"invalid train_on_val={self.train_on_val!r}; valid: true, false")
         if self.lr_schedule not in SCHEDULES:
             raise ConfigError(f"invalid lr_schedule={self.lr_schedule!r}; "
                               f"valid: {', '.join(SCHEDULES)}")
@@ -116,6 +122,8 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if not d["train"]["train_on_val"]:  # the default: absent, as in every older run
+            del d["train"]["train_on_val"]
         d["protocol_version"] = PROTOCOL_VERSION
         return d
 

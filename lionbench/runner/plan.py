@@ -15,7 +15,7 @@ from typing import Any
 
 from lionbench.backbones import PRETRAINED, check_pretrained_available, get_backbone_spec
 from lionbench.config import RunConfig, check_overrides, parse_set_options
-from lionbench.data import get_dataset
+from lionbench.data import expand_suites, get_dataset
 from lionbench.errors import ConfigError, DatasetError
 from lionbench.matrix import Matrix, load_matrix_file, parse_seeds, split_names
 from lionbench.methods import get_method
@@ -119,6 +119,7 @@ def create_matrices(config_file: Path | None = None, methods: str | list[str] | 
             if value:
                 setattr(m, axis, value)
         used.update((line.split(":")[0], line) for line in fill_default_axes(m))
+        m.datasets = expand_suites(m.datasets)  # vtab-1k: its 19 tasks
         if weights:
             m.weights = weights
     if notes is not None:
