@@ -37,7 +37,8 @@ def table(
     db: DbOption = None,
     fmt: str = typer.Option("rich", "--format", "-f", help="rich | markdown | latex | csv."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to FILE."),
-    preset: str | None = typer.Option(None, "--preset", help="table1 | table2 | table3 | table4."),
+    preset: str | None = typer.Option(None, "--preset", help="table1 | table2 | table3 | "
+                                      "table4 | petl-vit."),
     compare: str | None = typer.Option(None, "--compare", help="'paper': show the paper's "
                                        "value beside ours."),
     clean_only: CleanOnlyOption = False,

@@ -91,6 +91,10 @@ def tune(
         finals = {tuple(t.final_seeds) for t in plan.tasks}
         console.print(f"then each task's winner runs its final seeds "
                       f"{', '.join(','.join(map(str, s)) for s in finals)}", highlight=False)
+        retrained = final_on_train_val(plan.tasks)
+        if retrained:
+            console.print(f"  (on train + val, the last epoch kept, as the protocol of "
+                          f"{', '.join(retrained)} does: train_on_val)", highlight=False)
         return
     phase = {"name": "candidates"}
 
@@ -133,3 +137,12 @@ def print_choices(tasks: list[Task]) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command()(tune)
+
+
+def final_on_train_val(tasks: list[Any]) -> list[str]:
+    """The tasks' datasets whose protocol retrains the final runs on train + val (VTAB-1k)."""
+    from lionbench.data import get_dataset
+
+    names = dict.fromkeys(t.dataset for t in tasks)
+    shown = [n for n in names if get_dataset(n).final_on_train_val]
+    return shown[:3] + ([f"{len(shown) - 3} more"] if len(shown) > 3 else [])

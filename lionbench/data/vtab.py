@@ -28,6 +28,7 @@ can with ``--set train_on_val=true``. The test split chooses nothing.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import torch
@@ -36,29 +37,12 @@ from lionbench.errors import DatasetError
 
 from .base import DatasetSpec, ImageSet
 
-# (folder, label, group, classes): the 19 tasks in VTAB's order (VPT's tune_vtab.py DATA2CLS
-# gives the class counts; NOAH's get_vtab1k.py the folder names)
-VTAB_TASKS: tuple[tuple[str, str, str, int], ...] = (
-    ("cifar", "CIFAR-100", "natural", 100),
-    ("caltech101", "Caltech101", "natural", 102),
-    ("dtd", "DTD", "natural", 47),
-    ("oxford_flowers102", "Flowers102", "natural", 102),
-    ("oxford_iiit_pet", "Pets", "natural", 37),
-    ("svhn", "SVHN", "natural", 10),
-    ("sun397", "Sun397", "natural", 397),
-    ("patch_camelyon", "Camelyon", "specialized", 2),
-    ("eurosat", "EuroSAT", "specialized", 10),
-    ("resisc45", "Resisc45", "specialized", 45),
-    ("diabetic_retinopathy", "Retinopathy", "specialized", 5),
-    ("clevr_count", "Clevr-Count", "structured", 8),
-    ("clevr_dist", "Clevr-Dist", "structured", 6),
-    ("dmlab", "DMLab", "structured", 6),
-    ("kitti", "KITTI-Dist", "structured", 4),
-    ("dsprites_loc", "dSpr-Loc", "structured", 16),
-    ("dsprites_ori", "dSpr-Ori", "structured", 16),
-    ("smallnorb_azi", "sNORB-Azim", "structured", 18),
-    ("smallnorb_ele", "sNORB-Elev", "structured", 9),
-)
+# (folder, label, group, classes): the 19 tasks in VTAB's order, from lionbench/assets/vtab-1k.csv
+# (plain data the reports read too). Class counts as in VPT's tune_vtab.py (DATA2CLS), folder
+# names as NOAH's get_vtab1k.py writes them.
+with (Path(__file__).resolve().parent.parent / "assets" / "vtab-1k.csv").open() as _fh:
+    VTAB_TASKS: tuple[tuple[str, str, str, int], ...] = tuple(
+        (r["folder"], r["label"], r["group"], int(r["classes"])) for r in csv.DictReader(_fh))
 VTAB_GROUPS = ("natural", "specialized", "structured")
 SUITE_NAME = "vtab-1k"
 VTAB_NAMES = tuple(f"vtab-{folder}" for folder, *_ in VTAB_TASKS)

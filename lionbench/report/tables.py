@@ -277,6 +277,9 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
         drop(lambda r: not is_selected(r, r["_cell"].key, selected), "not the "
              "validation-selected configuration's final seeds")
 
+    if preset is not None and PRESETS[preset].params_without_head:  # as the source counts
+        for r in runs_:
+            r["_params"] = _number(r.get("params_trainable_no_head"))
     if preset is not None:
         p = PRESETS[preset]
         bb_labels = dict(p.backbones)
@@ -321,7 +324,8 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
             variants = sorted(found, key=lambda v: found[v])
             if preset is not None and "" not in found:
                 variants = ["", *variants]
-            label = ref.METHOD_LABELS.get(m, m) if preset else m
+            label = ({**ref.METHOD_LABELS, **dict(PRESETS[preset].labels)}.get(m, m)
+                     if preset else m)
             for suffix in variants:
                 weights = next((r["weights"] for (b, mm, v, _), g in groups.items()
                                 if (b, mm, v) == (bb, m, suffix) for r in g), default_weights(m))
@@ -346,7 +350,11 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
         paper_params.append(ref.paper_params_m(row.backbone, row.method)
                             if compare and usual else None)
 
+    if preset is not None and PRESETS[preset].group_means:
+        columns = add_group_means(columns, cells, compare is not None)
     notes = [n for n in [shared_note(labels.shared, [c.dataset for c in columns])] if n]
+    if compare and preset is not None and PRESETS[preset].compare_note:
+        notes.append(PRESETS[preset].compare_note)
     if selected is not None:
         notes += selection_notes(selected, [(r.backbone, r.method, r.method_label,
                                              bb_labels.get(r.backbone, r.backbone)) for r in rows],
@@ -357,6 +365,30 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
     _mark_seeds(table)
     _mark_best(table)
     return table
+
+
+MEAN_PREFIX = "mean:"  # the dataset id of a group-mean column: mean:Natural, mean:all
+
+
+def add_group_means(columns: list[Column], cells: list[list[Cell]], compare: bool
+                    ) -> list[Column]:
+    """Append, per column group and then over all columns, the mean of each row's cells (and
+    of the published values): empty unless every cell it averages has a value. Each row's
+    cells list grows in place; the new column list is returned."""
+    groups = list(dict.fromkeys(c.group for c in columns if c.group))
+    spans = [(g, [j for j, c in enumerate(columns) if c.group == g]) for g in groups]
+    spans.append(("all", list(range(len(columns)))))
+    for line in cells:
+        for _, idx in spans:
+            ours = [line[j].mean for j in idx]
+            paper = [line[j].paper for j in idx]
+            mean = None if any(v is None for v in ours) else math.fsum(ours) / len(ours)
+            ref_mean = (None if not compare or any(v is None for v in paper)
+                        else math.fsum(paper) / len(paper))
+            line.append(Cell(mean=mean, n=min(line[j].n for j in idx), paper=ref_mean))
+    return columns + [Column(f"{MEAN_PREFIX}{g}", "Mean" if g != "all" else
+                             f"Mean ({len(columns)})", g if g != "all" else "All")
+                      for g, _ in spans]
 
 
 def _cell(group: list[dict[str, Any]]) -> Cell:
