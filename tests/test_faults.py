@@ -244,7 +244,7 @@ CASES = [
      ["invalid --num-classes 0", "at least 1 class"]),
     ("params-negative-classes", ["params", "-m", "lion", "-b", "test_resnet", "--num-classes",
                                  "-3"], ["invalid --num-classes -3", "at least 1"]),
-    ("params-method", ["params", "-m", "lora", "-b", "test_resnet"], ["unknown method 'lora'",
+    ("params-method", ["params", "-m", "dora", "-b", "test_resnet"], ["unknown method 'dora'",
                                                                      "Valid: "]),
     ("params-format", ["params", "-m", "lion", "-b", "test_resnet", "-f", "xml"],
      ["unknown format 'xml'", "valid: rich, json, csv"]),
@@ -264,7 +264,7 @@ CASES = [
                           "0"], ["batch size=0", "must be >= 1"]),
     ("bench-threads", ["bench", "-m", "head-tuning", "-b", "test_resnet", "--threads", "-2"],
      ["invalid --threads -2", ">= 1"]),
-    ("bench-method", ["bench", "-m", "lora", "-b", "test_resnet"], ["lora", "Valid: "]),
+    ("bench-method", ["bench", "-m", "dora", "-b", "test_resnet"], ["dora", "Valid: "]),
     ("bench-preset-missing", ["bench", "--preset", "nowhere.yaml"], ["preset 'nowhere.yaml' "
                                                                     "not found", "preset"]),
     ("bench-preset-folder", ["bench", "--preset", "data"], ["cannot read preset 'data'",
