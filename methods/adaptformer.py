@@ -35,23 +35,21 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from lionbench.errors import ConfigError
+from lionbench.settings import setting
 
 from . import register_method
 from .adapter import cnn_blocks, transformer_blocks
-from .base import MethodConfig, PetlModel, check_range
-from .lora import check_int
+from .base import MethodConfig, PetlModel
 
 
 @dataclass
 class AdaptFormerConfig(MethodConfig):
-    bottleneck: int = 8  # the adapter's hidden width (channels on CNNs)
-    scale: float = 0.1  # s: the adapter's output is multiplied by it
-    dropout: float = 0.1  # inside the adapter, after the ReLU
-
-    def validate(self) -> None:
-        self.bottleneck = check_int("bottleneck", self.bottleneck, 1, 4096)
-        check_range("scale", self.scale, 0.0, 100.0)
-        check_range("dropout", self.dropout, 0.0, 0.99)
+    bottleneck: int = setting(8, low=1, high=4096, help="the adapter's hidden width (channels "
+                              "on CNNs)")
+    scale: float = setting(0.1, low=0.0, high=100.0, help="s: the adapter's output is "
+                           "multiplied by it")
+    dropout: float = setting(0.1, low=0.0, high=1.0, high_open=True, help="inside the adapter, "
+                             "after the ReLU")
 
 
 class ParallelAdapter(nn.Module):

@@ -14,15 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lionbench.settings import setting
+
 from . import register_method
 from .base import MethodConfig
-from .lora import PeftTuning, normalise_targets
+from .lora import TARGETS_HELP, PeftTuning, normalise_targets
 
 
 @dataclass
 class Ia3Config(MethodConfig):
-    target_modules: str = "auto"  # auto | comma-separated module names
-    feedforward_modules: str = "fc2"  # targets whose *input* is rescaled (the MLP's fc2)
+    target_modules: str = setting("auto", help=TARGETS_HELP)
+    feedforward_modules: str = setting("fc2", help="targets whose input (not output) is "
+                                       "rescaled: the MLP's fc2, so its inner activation")
 
     def validate(self) -> None:
         self.target_modules = normalise_targets(self.target_modules)

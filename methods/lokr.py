@@ -11,20 +11,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lionbench.settings import setting
+
 from . import register_method
-from .base import MethodConfig, check_range
-from .lora import PeftTuning, check_int, normalise_targets
+from .base import MethodConfig
+from .lora import TARGETS_HELP, PeftTuning, alpha_setting, normalise_targets, rank_setting
 
 
 @dataclass
 class LokrConfig(MethodConfig):
-    rank: int = 8
-    alpha: float = 8.0  # the update is scaled by alpha / rank
-    target_modules: str = "auto"
+    rank: int = rank_setting()
+    alpha: float = alpha_setting()
+    target_modules: str = setting("auto", help=TARGETS_HELP)
 
     def validate(self) -> None:
-        self.rank = check_int("rank", self.rank, 1, 4096)
-        check_range("alpha", self.alpha, 1e-6, 1e6)
         self.target_modules = normalise_targets(self.target_modules)
 
 

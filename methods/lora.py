@@ -41,10 +41,11 @@ import torch
 from torch import nn
 
 from lionbench.errors import ConfigError
+from lionbench.settings import setting
 
 from . import register_method
 from .adapter import cnn_blocks, transformer_blocks
-from .base import MethodConfig, PetlModel, check_range
+from .base import MethodConfig, PetlModel
 
 ADAPTER_NAME = "lionbench"  # PEFT's adapter name inside each layer (lora_A.lionbench, ...)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
@@ -66,13 +67,6 @@ def normalise_targets(value: Any) -> str:
         raise ConfigError(f"invalid target_modules entry {bad[0]!r}; valid: auto, or module "
                           "names such as qkv or qkv,proj,fc1,fc2")
     return ",".join(names)
-
-
-def check_int(name: str, value: Any, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
-        raise ConfigError(f"invalid {name}={value!r}; must be an integer in [{low}, {high}]")
-    check_range(name, value, low, high)
-    return int(value)
 
 
 def block_modules(backbone: nn.Module) -> tuple[str, list[tuple[str, nn.Module]]]:
@@ -172,17 +166,28 @@ class PeftTuning(PetlModel):
         return self.backbone(x)
 
 
+TARGETS_HELP = ("auto (the fused qkv of transformers, the 3x3 convs of CNN blocks) or "
+                "comma-separated layer names inside the blocks, e.g. qkv,proj,fc1,fc2")
+
+
+def rank_setting() -> Any:
+    return setting(8, low=1, high=4096, help="r, the rank of the update")
+
+
+def alpha_setting() -> Any:
+    return setting(8.0, low=0.0, high=1e6, low_open=True, help="the update is scaled by "
+                   "alpha / rank")
+
+
 @dataclass
 class LoraConfig(MethodConfig):
-    rank: int = 8  # r
-    alpha: float = 8.0  # the update is scaled by alpha / rank
-    dropout: float = 0.0  # dropout on the LoRA branch's input (PEFT's lora_dropout)
-    target_modules: str = "auto"  # auto | comma-separated module names (qkv,proj,fc1,fc2)
+    rank: int = rank_setting()
+    alpha: float = alpha_setting()
+    dropout: float = setting(0.0, low=0.0, high=1.0, high_open=True, help="dropout on the "
+                             "LoRA branch's input (PEFT's lora_dropout)")
+    target_modules: str = setting("auto", help=TARGETS_HELP)
 
     def validate(self) -> None:
-        self.rank = check_int("rank", self.rank, 1, 4096)
-        check_range("alpha", self.alpha, 1e-6, 1e6)
-        check_range("dropout", self.dropout, 0.0, 0.99)
         self.target_modules = normalise_targets(self.target_modules)
 
 

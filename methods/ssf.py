@@ -33,9 +33,10 @@ from timm.layers import LayerNorm2d
 from torch import nn
 
 from lionbench.errors import ConfigError
+from lionbench.settings import setting
 
 from . import register_method
-from .base import MethodConfig, PetlModel, check_range
+from .base import MethodConfig, PetlModel
 
 NORMS = (nn.LayerNorm, nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)
 LAYERS = (nn.Linear, nn.Conv2d, *NORMS)
@@ -43,10 +44,8 @@ LAYERS = (nn.Linear, nn.Conv2d, *NORMS)
 
 @dataclass
 class SsfConfig(MethodConfig):
-    init_std: float = 0.02  # gamma ~ N(1, init_std), beta ~ N(0, init_std); 0: the identity
-
-    def validate(self) -> None:
-        check_range("init_std", self.init_std, 0.0, 1.0)
+    init_std: float = setting(0.02, low=0.0, high=1.0, help="gamma ~ N(1, init_std), beta ~ "
+                              "N(0, init_std), as the reference code; 0: the identity")
 
 
 def channels_of(module: nn.Module) -> int:
