@@ -2,6 +2,7 @@
 
 Owns the paper-layout tables (tables.py), which runs make one cell and how rows are labelled
 (cells.py), the validation-selected configurations of ``table --selected`` (selected.py),
+seed-paired differences and their intervals (stats.py), best and tie marks (marks.py),
 rich/markdown/LaTeX/CSV rendering (render.py), figures (plots.py), the paper's published
 results and table layouts (paper.py), the method catalog read as plain data (catalog.py) and
 tables of a store's runs (stored.py). May import

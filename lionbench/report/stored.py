@@ -15,7 +15,7 @@ from .tables import SelectedCell, build_table
 # what a table reads of each run (not its history, extra metrics or package versions)
 TABLE_COLUMNS = ("run_hash", "cell_hash", "status", "method", "backbone", "weights",
                  "weights_id", "dataset", "seed", "config", "protocol_version", "git_dirty",
-                 "imported_result", "params_trainable", "test_top1", "warnings")
+                 "imported_result", "params_trainable", "test_top1", "warnings", "data_id")
 
 
 def load_done_runs(store: Store, hashes: list[str] | None = None) -> list[dict[str, Any]]:
