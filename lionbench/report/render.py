@@ -197,7 +197,8 @@ def to_csv(table: ComparisonTable) -> str:
     """Long form, one line per (row, column) cell, empty mean and n=0 where there is no run.
 
     ``tie`` (1: the tie mark) and ``best_*`` (the best minus this cell; on the best's own line,
-    the best minus the next: what decided its bold) are empty without statistics; with ``--vs``,
+    the best minus the next) are empty where a cell was not compared (no statistics, a tuning
+    candidate, the only value of its column); with ``--vs``,
     ``vs_*`` hold this cell minus the reference row's. ``*_seeds`` name the seeds of the pairs
     (unpaired: ``a seeds | b seeds``), so each interval can be recomputed by hand."""
     buf = io.StringIO()
@@ -211,7 +212,7 @@ def to_csv(table: ComparisonTable) -> str:
                     col.dataset, f"{col.group} {col.label}" if col.group else col.label,
                     table.metric, _plain(c.mean), _plain(c.std), c.n, int(c.best),
                     ";".join(c.flags), _plain(table.params_m[i]), int(row.candidate),
-                    (int(c.tie) if table.stats and c.mean is not None else ""),
+                    "" if c.versus_best is None else int(c.tie),
                     *_difference_fields(c.versus_best)]
             if compare:
                 line += [_plain(c.paper), _plain(c.delta), _plain(table.paper_params_m[i])]

@@ -41,7 +41,7 @@ from . import paper as ref
 from .catalog import default_weights
 from .cells import describe_cell, label_cells, shared_note, sort_key
 from .marks import TIE_MARK, mark_plain, mark_significance, mark_versus, stats_notes
-from .selected import SelectedCell, is_selected, selection_notes
+from .selected import NOISE_MARK, SelectedCell, is_selected, noise_notes, selection_notes
 from .stats import INTERVALS, LEVEL, Difference, Sample, pair_key
 
 __all__ = ["Cell", "Column", "ComparisonTable", "Row", "SelectedCell", "build_table",
@@ -49,9 +49,10 @@ __all__ = ["Cell", "Column", "ComparisonTable", "Row", "SelectedCell", "build_ta
 
 PRESETS = ref.PRESETS
 # * dirty git tree, † an old protocol version, ‡ a result imported from elsewhere,
-# § unconverged equilibrium solves, ¶ fewer seeds than the table's best-covered cell
+# § unconverged equilibrium solves, ¶ fewer seeds than the table's best-covered cell,
+# ° (--selected) a choice whose validation margin is inside the noise
 FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020", "imported": "\u2021", "solver": "\u00a7",
-                "seeds": "\u00b6"}
+                "seeds": "\u00b6", "noise": NOISE_MARK}
 PRETRAINED_ALIASES = {"pretrained", "timm"}
 TUNING_RUNS = "tuning runs (validation candidates at the tuning seeds)"
 DIGITS, PARAM_DIGITS = 4, 3
@@ -148,8 +149,9 @@ class ComparisonTable:
             notes.append(f"{FLAG_SYMBOLS['solver']} includes runs whose equilibrium solves did "
                          "not converge (more than 1 % of them; `lionbench status` lists them)")
         if "seeds" in used:
-            notes.append(f"{FLAG_SYMBOLS['seeds']} fewer seeds than the table's most "
-                         f"({self.max_seeds})")
+            most = max((c.n for row, line in zip(self.rows, self.cells, strict=True)
+                        if not row.candidate for c in line), default=0)
+            notes.append(f"{FLAG_SYMBOLS['seeds']} fewer seeds than the table's most ({most})")
         notes += stats_notes(self)
         notes += self.notes
         if self.compare == "paper":
@@ -307,6 +309,9 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
     if selected is not None:
         drop(lambda r: not is_selected(r, r["_cell"].key, selected), "not the "
              "validation-selected configuration's final seeds")
+        for r in runs_:
+            margin = selected[(r["backbone"], r["method"], r["dataset"])].margin
+            r["_noise"] = margin is not None and margin.inside
     elif not all_seeds:
         drop(lambda r: r["_candidate"], TUNING_RUNS)
 
@@ -385,9 +390,10 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
 
     notes = [n for n in [shared_note(labels.shared, [c.dataset for c in columns])] if n]
     if selected is not None:
-        notes += selection_notes(selected, [(r.backbone, r.method, r.method_label,
-                                             bb_labels.get(r.backbone, r.backbone)) for r in rows],
-                                 [(c.dataset, c.label) for c in columns])
+        named = [(r.backbone, r.method, r.method_label, bb_labels.get(r.backbone, r.backbone))
+                 for r in rows]
+        notes += selection_notes(selected, named, [(c.dataset, c.label) for c in columns])
+        notes += noise_notes(selected, named, [(c.dataset, c.label) for c in columns])
     if excluded.get(TUNING_RUNS):
         notes.append(f"{excluded[TUNING_RUNS]} tuning run(s) of `lionbench tune` not shown "
                      "(validation candidates at the tuning seeds; --all-seeds shows them in "
@@ -418,11 +424,15 @@ def _cell(group: list[dict[str, Any]]) -> Cell:
 
 
 def _mark_seeds(table: ComparisonTable) -> None:
-    """Where cells hold different numbers of seeds, flag the ones with fewer than the most."""
+    """Where cells hold different numbers of seeds, flag the ones with fewer than the most
+    (rows of tuning candidates neither count nor are flagged: they hold the tuning seeds)."""
+    results = [line for row, line in zip(table.rows, table.cells, strict=True)
+               if not row.candidate]
     table.max_seeds = max((c.n for line in table.cells for c in line), default=0) or 1
-    for line in table.cells:
+    most = max((c.n for line in results for c in line), default=0) or 1
+    for line in results:
         for c in line:
-            if 0 < c.n < table.max_seeds:
+            if 0 < c.n < most:
                 c.flags = (*c.flags, "seeds")
 
 
