@@ -174,3 +174,10 @@ def test_empty_database_is_one_line(tmp_path: Path) -> None:
                                                          str(tmp_path / "x")]):
         result = invoke(*args, "--db", path)
         assert result.exit_code == 1 and result.output.startswith("error: no done runs")
+
+
+def test_compare_a_row_with_itself_and_contradictory_table_options(db: str) -> None:
+    same = invoke("compare", "lion", "lion", "--db", db)
+    assert same.exit_code == 1 and "two different rows; got 'lion' twice" in same.output
+    both = invoke("table", "--db", db, "--selected", "--all-seeds")
+    assert both.exit_code == 1 and both.output.startswith("error: --selected shows")

@@ -23,6 +23,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from lionbench.errors import ConfigError
 from lionbench.files import check_writable, write_output
 from lionbench.matrix import split_names
 from lionbench.store import SCHEMA_VERSION, Store
@@ -71,6 +72,9 @@ def table(
     all_seeds: AllSeedsOption = False,
 ) -> None:
     """Render stored results in the paper's layout (mean ± std over seeds; best, ties marked)."""
+    if selected and all_seeds:
+        raise ConfigError("--selected shows the chosen configurations' final seeds only and "
+                          "--all-seeds adds the tuning runs: give one of them")
     if output is not None:
         check_writable(output, "table")
     print_table(Store(db, read_only=True), fmt=fmt, output=output, preset=preset,

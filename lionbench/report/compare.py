@@ -56,6 +56,8 @@ class MethodComparison:
 
 def compare_rows(table: ComparisonTable, a: str, b: str) -> MethodComparison:
     """A minus B in every backbone block and column where both rows have runs."""
+    if a == b:
+        raise ValueError(f"compare needs two different rows; got '{a}' twice")
     out = MethodComparison(a, b, table.metric, table.level, table.interval)
     for start, stop in table.blocks():
         ia, ib = reference_row(table, a, start, stop), reference_row(table, b, start, stop)

@@ -29,6 +29,7 @@ imported only when an interval is computed: ``lionbench table`` stays fast where
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -110,8 +111,10 @@ def _var(xs: Sequence[float]) -> float:
     return math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1)
 
 
+@functools.lru_cache(maxsize=1024)
 def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t with ``df`` degrees of freedom (scipy)."""
+    """The p-quantile of Student's t with ``df`` degrees of freedom (scipy; cached: a table's
+    paired intervals share a few integer df)."""
     from scipy.special import stdtrit
 
     return float(stdtrit(df, p))
