@@ -1,7 +1,8 @@
 """Build ``data/cifar10-mini``: a real 10-class JPEG folder dataset small enough to tune on 2 CPU
-cores, from the CIFAR-10 JPEG archive (``train/<class>/NNNN.jpg``, ``test/<class>/NNNN.jpg``).
+cores, from the CIFAR-10 JPEG folder (``train/<class>/NNNN.jpg``, ``test/<class>/NNNN.jpg``; see
+docs/datasets.md for how to get it) or a ``.tar.gz`` archive of it.
 
-    python benchmarks/cifar10_mini.py ../shared/data/cifar10-jpeg.tar.gz [data/cifar10-mini]
+    python benchmarks/cifar10_mini.py data/cifar10-jpeg [data/cifar10-mini]
 
 Keeps the first 500 training and the first 200 test images of every class (files in name
 order: deterministic, class-balanced; CIFAR's order carries no meaning). 5,000 training and
@@ -18,8 +19,27 @@ from pathlib import Path
 PER_CLASS = {"train": 500, "test": 200}
 
 
-def build(archive: Path, target: Path) -> dict[str, int]:
-    """Extract the kept images; returns images per split."""
+def build(source: Path, target: Path) -> dict[str, int]:
+    """Copy (or extract) the kept images; returns images per split."""
+    if source.is_dir():
+        return build_from_folder(source, target)
+    return build_from_archive(source, target)
+
+
+def build_from_folder(source: Path, target: Path) -> dict[str, int]:
+    counts = {split: 0 for split in PER_CLASS}
+    for split, per_class in PER_CLASS.items():
+        for class_dir in sorted(p for p in (source / split).iterdir()
+                                if p.is_dir() and not p.name.startswith(".")):
+            for image in sorted(class_dir.glob("*.jpg"))[:per_class]:
+                out = target / split / class_dir.name / image.name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(image.read_bytes())
+                counts[split] += 1
+    return counts
+
+
+def build_from_archive(archive: Path, target: Path) -> dict[str, int]:
     counts = {split: 0 for split in PER_CLASS}
     kept: dict[tuple[str, str], int] = {}
     with tarfile.open(archive) as tar:

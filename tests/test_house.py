@@ -1,4 +1,4 @@
-"""The house rules (README, "Layout"): one folder per part, dependencies flow one way, no cycles.
+"""The house rules (docs/layout.md): one folder per part, dependencies flow one way, no cycles.
 
 Why a test and not import-linter: import-linter builds its graph from the ``lionbench`` folder
 alone and cannot see ``methods/``, which is installed as ``lionbench.methods`` from beside it,

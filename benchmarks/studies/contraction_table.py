@@ -8,7 +8,7 @@ explicit step on real images.
         --json results/perf/cpu-contraction.json --markdown results/perf/cpu-contraction.md
     python benchmarks/studies/contraction_table.py --db results/cpu-study.db \\
         --bench results/perf/cpu-contraction.json --images data/cifar10-jpeg/test \\
-        --weights ../shared/weights/mobilenetv2_100.imagenet.safetensors
+        --weights weights/mobilenetv2_100.imagenet.safetensors
 
 Accuracy: mean over the stored seeds of LION runs (default settings but the bound). The choice
 of a default reads validation top-1 (the test split chooses nothing); test top-1 is shown for

@@ -13,7 +13,7 @@ eval mode while gradients are compared, so every call sees the same normalised w
 power-iteration step between calls).
 
     python benchmarks/studies/lion_backward_tol.py \
-        --weights ../shared/weights/mobilenetv2_100.imagenet.safetensors \
+        --weights weights/mobilenetv2_100.imagenet.safetensors \
         --images data/cifar10-jpeg/train > results/lion-backward-tol.md
 
 Backbone mobilenetv2_100 (ImageNet weights when given, else random) at 64 px, 32 CIFAR-10

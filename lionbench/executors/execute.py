@@ -82,7 +82,7 @@ def compute(config: dict[str, Any], *, device: str = "auto", data_root: str | No
     (lionbench.train.verify; ``expect`` from :func:`expectations`): a mismatch is the run's
     failure, stored with its one-line reason, and nothing trains. The data digest found here is
     stored with the run. A custom ``run_fn`` (tests) skips the check. ``threads`` sets torch's
-    intra-op threads first: CPU numbers depend on it (README, "Reproducibility"), and the
+    intra-op threads first: CPU numbers depend on it (docs/protocol.md, "Reproducibility"), and the
     count is stored with the run's runtime either way.
     """
     cfg = run_config_from_dict(config)

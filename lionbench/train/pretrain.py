@@ -1,6 +1,6 @@
 """``lionbench pretrain``: train a backbone from scratch on a source dataset and save it.
 
-This is how the embedded ``demo-resnet`` checkpoint was made (see README): the same protocol as
+This is how the embedded ``demo-resnet`` checkpoint was made (docs/commands.md): the protocol of
 every benchmark run (train minus a stratified validation hold-out, epoch selected on validation,
 test measured once), fine-tuning from random weights, then the backbone's state dict without
 its classifier is written as safetensors with a JSON sidecar recording the command, the source
