@@ -181,3 +181,28 @@ def test_compare_a_row_with_itself_and_contradictory_table_options(db: str) -> N
     assert same.exit_code == 1 and "two different rows; got 'lion' twice" in same.output
     both = invoke("table", "--db", db, "--selected", "--all-seeds")
     assert both.exit_code == 1 and both.output.startswith("error: --selected shows")
+
+
+def test_rank_names_a_method_across_backbones_with_other_weights() -> None:
+    from lionbench.report import build_table
+    from lionbench.report.rank_report import method_names, ranking_of
+
+    def run(backbone, method, weights, dataset, value):
+        return dict(backbone=backbone, method=method, weights=weights, dataset=dataset,
+                    seed=0, status="done", test_top1=value)
+
+    runs = []
+    for d, shift in (("digits", 0.0), ("other", 0.1)):
+        runs += [run("a", "lion", "pretrained", d, 0.8 + shift),
+                 run("a", "vpt", "pretrained", d, 0.7 + shift),
+                 run("b", "lion", "w/mb.safetensors", d, 0.6 + shift),
+                 run("b", "vpt", "w/mb.safetensors", d, 0.65 + shift)]
+    table = build_table(runs)
+    assert "lion (weights=mb)" in [r.method_label for r in table.rows]
+    assert set(method_names(table).values()) == {"lion", "vpt"}
+    ranking = ranking_of(table)
+    assert ranking.blocks == ["a / digits", "a / other", "b / digits", "b / other"]
+    assert ranking.mean_ranks == [1.5, 1.5]
+    two_rows = build_table(runs + [run("a", "vpt", "none", "digits", 0.1)])
+    names = set(method_names(two_rows).values())  # vpt has two rows on a: labels apart
+    assert {"lion", "vpt", "vpt (weights=none)", "vpt (weights=mb)"} == names

@@ -2,10 +2,11 @@
 Friedman's test, the pairwise Wilcoxon-Holm tests and the Nemenyi critical difference
 (``lionbench.report.ranks``), as text, and the data ``lionbench plot cd`` draws.
 
-A *method* here is a row label of the table (``lion``, ``head-tuning (weights=none)``): the same
-label in two backbone blocks is the same method. Each backbone x dataset column where every
-chosen method has a value is one block (Demšar's "data set"); the others are left out and named.
-A cell's value is its mean over seeds.
+A *method* is a method where it has one row per backbone block (its rows in other blocks may
+name other weights: ``lion (weights=mobilenetv2_100.imagenet)`` is still ``lion``), else each
+of its rows by its label (``head-tuning``, ``head-tuning (weights=none)``). Each backbone x
+dataset column where every chosen method has a value is one block (Demšar's "data set"); the
+others are left out and named. A cell's value is its mean over seeds.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ FORMATS = ("rich", "markdown", "latex", "json")
 
 def ranking_of(table: ComparisonTable, methods: list[str] | None = None, *,
                alpha: float = 0.05) -> Ranking:
-    """Rank the table's rows (all non-candidate labels, or ``methods`` in that order)."""
-    labels = list(dict.fromkeys(r.method_label for r in table.rows if not r.candidate))
+    """Rank the table's methods (every one, or ``methods`` in that order) over its blocks."""
+    names = method_names(table)
+    labels = list(dict.fromkeys(names.values()))
     if methods:
         unknown = [m for m in methods if m not in labels]
         if unknown:
@@ -32,8 +34,7 @@ def ranking_of(table: ComparisonTable, methods: list[str] | None = None, *,
         labels = list(dict.fromkeys(methods))
     blocks, values = [], []
     for start, stop in table.blocks():
-        rows = {table.rows[i].method_label: i for i in range(start, stop)
-                if not table.rows[i].candidate}
+        rows = {names[i]: i for i in range(start, stop) if i in names}
         for j, col in enumerate(table.columns):
             blocks.append(f"{table.rows[start].backbone_label} / "
                           + (f"{col.group} {col.label}" if col.group else col.label))
@@ -42,6 +43,22 @@ def ranking_of(table: ComparisonTable, methods: list[str] | None = None, *,
     keep = [k for k, row in enumerate(values) if any(v is not None for v in row)]
     return rank_methods(labels, [blocks[k] for k in keep], [values[k] for k in keep],
                         alpha=alpha)
+
+
+def method_names(table: ComparisonTable) -> dict[int, str]:
+    """Row index -> the name it is ranked under: its method where that method has one row in
+    every backbone block (rows of other backbones may carry other weights in their labels:
+    still the same method), else its full label. Tuning candidates are left out."""
+    per_block: dict[str, int] = {}
+    for start, stop in table.blocks():
+        counts: dict[str, int] = {}
+        for i in range(start, stop):
+            if not table.rows[i].candidate:
+                counts[table.rows[i].method] = counts.get(table.rows[i].method, 0) + 1
+        for method, n in counts.items():
+            per_block[method] = max(per_block.get(method, 0), n)
+    return {i: row.method if per_block[row.method] == 1 else row.method_label
+            for i, row in enumerate(table.rows) if not row.candidate}
 
 
 def _p(p: float | None) -> str:
