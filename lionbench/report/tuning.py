@@ -14,9 +14,9 @@ seeds) is the standard error of that difference of two means:
   of each candidate's validation top-1 over its tuning seeds (what a seed moves);
 - with one tuning seed (the default) no seed spread is measured; the binomial standard error of
   two accuracies on the same n validation images, taken as independent,
-  ``sqrt((p_w (1 - p_w) + p_r (1 - p_r)) / n)``, is the least noise there is (it leaves out what
-  the seed moves, and overstates the sampling part only where the two candidates err on the same
-  images). ``n`` is the validation set's size each run records ("...: 500 images").
+  ``sqrt((p_w (1 - p_w) + p_r (1 - p_r)) / n)``: the sampling of the validation images alone
+  (as if the candidates erred on unrelated images), not what a seed moves. ``n`` is the
+  validation set's size each run records ("...: 500 images").
 
 A choice is **inside the noise** when its margin is below :data:`Z` standard errors (the margin's
 normal 95 % interval includes 0): another tuning seed or validation sample could well have
