@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from lionbench.errors import ConfigError
+from lionbench.settings import check_settings, setting
 
 # 2: folder datasets read their own val/ or validation/ split (version 1 held validation out of
 #    train/ even when val/ existed) and ignore dot-folders; VPT on Swin averages the prompt
@@ -41,63 +42,39 @@ class TrainConfig:
 
     The paper trains with learning rate 1e-5 and does not state epochs; the default here (1e-3,
     10 epochs) suits the small embedded quickstart, and the paper presets in ``benchmarks/`` set
-    the paper's values explicitly.
+    the paper's values explicitly. Every field is declared in the settings vocabulary
+    (lionbench.settings): its kind, bounds and help.
     """
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    val_fraction: float = 0.1
-    image_size: int | None = None  # None: the backbone's pretrained input size
-    augment: str = "auto"  # auto: the dataset's default (no flips for digits)
-    eval_batch_size: int = 256
-    max_train_samples: int | None = None  # seeded, stratified subset of the train split
-    lr_schedule: str = "constant"  # constant | cosine (per step, to zero at the last epoch)
+    epochs: int = setting(10, low=1, high=100_000, help="training epochs; the best epoch on "
+                          "validation is the run's model")
+    batch_size: int = setting(64, low=1, high=65_536, help="images per training step")
+    lr: float = setting(1e-3, low=0.0, high=100.0, low_open=True, help="learning rate (Adam)")
+    weight_decay: float = setting(0.0, low=0.0, high=100.0, help="Adam's weight decay")
+    val_fraction: float = setting(0.1, low=0.0, high=1.0, low_open=True, high_open=True,
+                                  help="share of the train split held out for validation "
+                                  "(datasets without a validation split of their own)")
+    image_size: int | None = setting(None, kind="int", optional=True, low=1, high=8192,
+                                     help="input size in pixels; none: the backbone's "
+                                     "pretrained input size")
+    augment: str = setting("auto", choices=AUGMENTATIONS, help="training augmentation; auto: "
+                           "the dataset's default (no flips for digits)")
+    eval_batch_size: int = setting(256, low=1, high=65_536, help="images per evaluation step")
+    max_train_samples: int | None = setting(None, kind="int", optional=True, low=1,
+                                            high=1_000_000_000, help="a seeded, stratified "
+                                            "subset of the train split of this size; none: all")
+    lr_schedule: str = setting("constant", choices=SCHEDULES, help="constant, or cosine (per "
+                               "step, to zero at the last epoch)")
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        def positive(name: str, value: Any, kind: type = int) -> None:
-            if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"invalid {name}={value!r}; must be a positive {kind.__name__}")
-
-        floats_as_floats(self)
-        for f in dataclasses.fields(self):
-            check_finite(f.name, getattr(self, f.name))
-        positive("epochs", self.epochs)
-        positive("batch_size", self.batch_size)
-        positive("eval_batch_size", self.eval_batch_size)
-        positive("lr", self.lr, float)
-        if not isinstance(self.weight_decay, int | float) or self.weight_decay < 0:
-            raise ConfigError(f"invalid weight_decay={self.weight_decay!r}; must be >= 0")
-        if not isinstance(self.val_fraction, float | int) or not 0 < self.val_fraction < 1:
-            raise ConfigError(f"invalid val_fraction={self.val_fraction!r}; must lie in (0, 1)")
-        if self.image_size is not None:
-            positive("image_size", self.image_size)
-        if self.max_train_samples is not None:
-            positive("max_train_samples", self.max_train_samples)
-        if self.augment not in AUGMENTATIONS:
-            raise ConfigError(f"invalid augment={self.augment!r}; "
-                              f"valid: {', '.join(AUGMENTATIONS)}")
-        if self.lr_schedule not in SCHEDULES:
-            raise ConfigError(f"invalid lr_schedule={self.lr_schedule!r}; "
-                              f"valid: {', '.join(SCHEDULES)}")
+        check_settings(self)
 
     @classmethod
     def field_names(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
-
-
-def floats_as_floats(config: Any) -> None:
-    """Store an int given for a float setting as a float (``weight_decay=0`` as 0.0): the same
-    setting must give the same identity, and canonical JSON writes ``0`` and ``0.0`` apart."""
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if (isinstance(f.default, float) and isinstance(value, int)
-                and not isinstance(value, bool)):
-            setattr(config, f.name, float(value))
 
 
 @dataclass

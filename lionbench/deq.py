@@ -31,53 +31,38 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from lionbench.settings import check_settings, setting
+
 SOLVERS = ("anderson", "fixed_point")
 BACKWARDS = ("implicit", "one_step", "phantom")
 
 
 @dataclass
 class SolverConfig:
-    """Forward solver and backward (gradient) settings of an equilibrium layer."""
+    """Forward solver and backward (gradient) settings of an equilibrium layer (declared in the
+    settings vocabulary, lionbench.settings: a bad value is a ConfigError, a ValueError)."""
 
-    solver: str = "anderson"
-    max_iter: int = 30
-    tol: float = 1e-3  # relative per-sample residual ||f(z)-z|| / ||f(z)||
-    anderson_m: int = 5
-    anderson_lam: float = 1e-4  # relative to the smallest squared residual in the history
-    anderson_beta: float = 1.0
-    backward: str = "implicit"
-    backward_max_iter: int = 30
-    backward_tol: float = 1e-4  # relative, as tol
-    phantom_steps: int = 5
-    phantom_damping: float = 0.5
+    solver: str = setting("anderson", choices=SOLVERS, help="forward fixed-point solver")
+    max_iter: int = setting(30, low=1, high=10_000, help="forward solver iterations at most")
+    tol: float = setting(1e-3, low=0.0, high=1.0, help="forward tolerance: relative per-sample "
+                         "residual ||f(z)-z|| / ||f(z)||")
+    anderson_m: int = setting(5, low=1, high=100, help="Anderson: iterates in the history")
+    anderson_lam: float = setting(1e-4, low=0.0, high=1e6, help="Anderson: regularisation, "
+                                  "relative to the smallest squared residual in the history")
+    anderson_beta: float = setting(1.0, low=0.0, high=1.0, low_open=True,
+                                   help="Anderson: mixing (1: no damping)")
+    backward: str = setting("implicit", choices=BACKWARDS, help="gradient: implicit (exact, "
+                            "eqs. 5-6), one_step or phantom")
+    backward_max_iter: int = setting(30, low=1, high=10_000, help="implicit backward: solver "
+                                     "iterations at most")
+    backward_tol: float = setting(1e-4, low=0.0, high=1.0, help="implicit backward: relative "
+                                  "tolerance, as tol")
+    phantom_steps: int = setting(5, low=1, high=10_000, help="phantom gradient: unrolled steps")
+    phantom_damping: float = setting(0.5, low=0.0, high=1.0, low_open=True,
+                                     help="phantom gradient: damping of each step")
 
     def __post_init__(self) -> None:
-        def choice(name: str, valid: tuple[str, ...]) -> None:
-            v = getattr(self, name)
-            if v not in valid:
-                raise ValueError(f"invalid {name}={v!r}; valid: {', '.join(valid)}")
-
-        def integer(name: str, low: int) -> None:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
-                raise ValueError(f"invalid {name}={v!r}; must be an integer >= {low}")
-
-        def real(name: str, low: float, high: float, low_open: bool = False) -> None:
-            v = getattr(self, name)
-            ok = isinstance(v, int | float) and not isinstance(v, bool)
-            if not (ok and (v > low if low_open else v >= low) and v <= high):
-                bounds = f"{'(' if low_open else '['}{low}, {high}]"
-                raise ValueError(f"invalid {name}={v!r}; must be a number in {bounds}")
-
-        choice("solver", SOLVERS)
-        choice("backward", BACKWARDS)
-        for name in ("max_iter", "anderson_m", "backward_max_iter", "phantom_steps"):
-            integer(name, 1)
-        real("tol", 0.0, 1.0)
-        real("backward_tol", 0.0, 1.0)
-        real("anderson_lam", 0.0, 1e6)
-        real("anderson_beta", 0.0, 1.0, low_open=True)
-        real("phantom_damping", 0.0, 1.0, low_open=True)
+        check_settings(self)
 
     def for_backward(self) -> SolverConfig:
         """The settings of the adjoint solve ``u = J^T u + g``."""

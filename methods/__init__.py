@@ -6,9 +6,11 @@ read :mod:`lionbench.methods.base`, write ``methods/<name>.py``, add its module 
 ``_BUILTIN_MODULES`` and rewrite the catalog the reports read (``python -m lionbench.methods``).
 
 The catalog (``lionbench/assets/methods.json``, :func:`describe_methods`) is the registry as plain
-data: each method's default settings and whether it starts from pretrained weights. Tables and
-plots label a run by what differs from those defaults, and must do so without importing torch;
-``tests/test_house.py`` fails when the file and the registry disagree.
+data: each method's description, default settings, whether it starts from pretrained weights,
+and the schema of its settings (kind, range or choices, help: lionbench.settings). Tables and
+plots label a run by what differs from those defaults, and the CLI names methods and checks
+``--set`` values against the schema, all without importing torch; ``tests/test_house.py`` fails
+when the file and the registry disagree.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from torch import nn
 
 from lionbench.errors import ConfigError, UnknownNameError
+from lionbench.settings import schema_of
 
 from .base import MethodConfig, ParameterCount, PetlModel, count_parameters
 
@@ -110,11 +113,21 @@ def create_model(name: str, backbone: nn.Module, overrides: dict[str, Any] | Non
 
 
 def describe_methods() -> dict[str, dict[str, Any]]:
-    """Every registered method as plain data: ``{name: {pretrained, paper_name, settings}}``,
-    ``settings`` being its default config (``MethodConfig.to_dict``)."""
-    return {name: {"pretrained": spec.pretrained, "paper_name": spec.paper_name,
-                   "settings": spec.make_config().to_dict()}
-            for name, spec in ((n, _REGISTRY[n]) for n in list_methods())}
+    """Every registered method as plain data: ``{name: {order, pretrained, paper_name,
+    description, settings, schema}}``: ``order`` is :func:`list_methods`'s, ``settings`` the
+    default config (``MethodConfig.to_dict``), ``schema`` the settings' declarations
+    (lionbench.settings.schema_of; each ``default`` the method's own, so a variant shows its
+    defaults)."""
+    out = {}
+    for order, name in enumerate(list_methods()):
+        spec = _REGISTRY[name]
+        defaults = spec.make_config().to_dict()
+        schema = schema_of(spec.config_class)
+        for entry in schema["settings"]:
+            entry["default"] = defaults[entry["name"]]
+        out[name] = {"order": order, "pretrained": spec.pretrained, "paper_name": spec.paper_name,
+                     "description": spec.description, "settings": defaults, "schema": schema}
+    return out
 
 
 def write_method_catalog(path: Path = CATALOG_PATH) -> Path:

@@ -31,22 +31,18 @@ import torch
 from torch import nn
 
 from lionbench.errors import ConfigError
+from lionbench.settings import setting
 
 from . import register_method
-from .base import MethodConfig, PetlModel, check_range
+from .base import MethodConfig, PetlModel
 
 
 @dataclass
 class AdapterConfig(MethodConfig):
-    bottleneck: int = 8  # transformers: hidden width of each adapter
-    cnn_fraction: float = 1 / 64  # CNNs: hidden width as a fraction of the block's channels
-
-    def validate(self) -> None:
-        check_range("bottleneck", self.bottleneck, 1, 4096)
-        if int(self.bottleneck) != self.bottleneck:
-            raise ConfigError(f"invalid bottleneck={self.bottleneck!r}; must be an integer")
-        self.bottleneck = int(self.bottleneck)
-        check_range("cnn_fraction", self.cnn_fraction, 1e-6, 1.0)
+    bottleneck: int = setting(8, low=1, high=4096, help="transformers: hidden width of each "
+                              "adapter")
+    cnn_fraction: float = setting(1 / 64, low=1e-6, high=1.0, help="CNNs: hidden width as a "
+                                  "fraction of the block's output channels (at least 1)")
 
 
 class Bottleneck(nn.Module):

@@ -5,8 +5,13 @@ register, and timm's one file per family):
 
 1. a **config dataclass** subclassing :class:`MethodConfig`; its fields are the method's
    hyperparameters, settable from the CLI with ``--set key=value`` (or ``--set method.key=value``).
-   Validate in ``validate()`` and raise :class:`lionbench.errors.ConfigError` naming the field and
-   the valid values;
+   Declare every field with :func:`lionbench.settings.setting` (its kind, range or choices, and a
+   line of help: ``bottleneck: int = setting(8, low=1, high=4096, help="...")``); a bound that
+   depends on another setting is a rule (``rules = (when(...),)``). The base class checks them on
+   construction, ``lionbench list methods --settings`` prints them, and the CLI checks ``--set``
+   values against them before torch loads (after ``python -m lionbench.methods`` rewrites the
+   catalog). ``validate()`` remains for checks the vocabulary cannot express: raise
+   :class:`lionbench.errors.ConfigError` naming the field and the valid values;
 2. a **model class** subclassing :class:`PetlModel`, built as ``Model(backbone, config)`` where
    ``backbone`` is a timm model whose classifier is already reset to the target's class count.
    The model wraps the backbone through timm's public interface (``forward_features``,
@@ -39,20 +44,23 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lionbench.config import floats_as_floats
-from lionbench.errors import ConfigError
+from lionbench.settings import Rule, check_settings
 
 
 @dataclass
 class MethodConfig:
-    """Base of every method's hyperparameters. Subclasses add fields and extend ``validate``."""
+    """Base of every method's hyperparameters: subclasses declare their fields with
+    :func:`lionbench.settings.setting` (and ``rules``), and may extend ``validate``."""
+
+    rules: ClassVar[tuple[Rule, ...]] = ()  # bounds that depend on another setting
 
     def __post_init__(self) -> None:
-        floats_as_floats(self)  # tau=1 and tau=1.0 are one setting, with one identity
+        check_settings(self)  # kinds, ranges, choices; tau=1 is stored as tau=1.0 (one identity)
         self.validate()
 
     def validate(self) -> None:
-        """Raise ConfigError on an invalid value; called on construction."""
+        """Raise ConfigError on an invalid value the settings vocabulary cannot express;
+        called on construction, after every field passed its own check."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -72,18 +80,6 @@ def unfreeze(params: Iterable[nn.Parameter]) -> None:
     """Turn gradients on for ``params`` (parameters that stay registered where they are)."""
     for p in params:
         p.requires_grad_(True)
-
-
-def check_choice(name: str, value: Any, valid: list[Any]) -> None:
-    """Raise a ConfigError naming the field and its valid values."""
-    if value not in valid:
-        raise ConfigError(f"invalid {name}={value!r}; valid: {', '.join(map(str, valid))}")
-
-
-def check_range(name: str, value: float, low: float, high: float) -> None:
-    """Raise a ConfigError unless ``low <= value <= high``."""
-    if not (low <= value <= high):
-        raise ConfigError(f"invalid {name}={value!r}; must lie in [{low}, {high}]")
 
 
 class PetlModel(nn.Module):

@@ -14,17 +14,16 @@ import torch
 from torch import nn
 
 from lionbench.errors import ConfigError
+from lionbench.settings import setting
 
 from . import register_method
-from .base import MethodConfig, PetlModel, check_range
+from .base import MethodConfig, PetlModel
 
 
 @dataclass
 class HeadTuningConfig(MethodConfig):
-    unfreeze_blocks: int = 0
-
-    def validate(self) -> None:
-        check_range("unfreeze_blocks", self.unfreeze_blocks, 0, 64)
+    unfreeze_blocks: int = setting(0, low=0, high=64, help="also train the backbone's last N "
+                                   "blocks (0: the linear probe)")
 
 
 def get_blocks(backbone: nn.Module) -> list[nn.Module]:

@@ -29,11 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from lionbench.deq import SolverConfig
-from lionbench.errors import ConfigError
-from lionbench.robust import RobustOptimizer, check_tau
+from lionbench.robust import TAU_MODES, TAU_SCOPES, RobustOptimizer
+from lionbench.settings import inherit, setting, when
 
 from . import register_method
-from .base import MethodConfig, PetlModel, check_choice, check_range
+from .base import MethodConfig, PetlModel
 from .lion_layers import ConvBranch, EquilibriumPrompt, LinearBranch
 
 __all__ = ["ConvBranch", "EquilibriumPrompt", "LinearBranch", "Lion", "LionConfig",
@@ -71,59 +71,52 @@ class LionConfig(MethodConfig):
       costs iterations.
     """
 
-    use_p1: bool = True
-    use_p2: bool = True
-    robust: bool = True
-    tau: float = 0.4  # robust training: share of non-crucial elements (see lionbench.robust)
-    tau_mode: str = "quantile"
-    tau_scope: str = "tensor"
-    robust_scope: str = "prompts"
-    deq_layers: int = 1  # units stacked inside each equilibrium layer (paper Fig. 3: 1-4)
-    p1_channels: int = 8  # hidden channels of P1's residual conv branch
-    p2_width: int | str = "auto"  # m; "auto": the paper's budget per backbone
-    p2_input: str = "raw"  # raw: z = F(x), literal eq. 2 | prompted: z = F(x~), one pass
-    contraction: float = 0.9  # Lipschitz bound of each equilibrium unit
+    use_p1: bool = setting(True, help="the input prompt P1 (eq. 1); false: x~ = x (LION-P1)")
+    use_p2: bool = setting(True, help="the representation prompt P2 and its MLP (eq. 2); "
+                           "false: LION-P2")
+    robust: bool = setting(True, help="robust training (eqs. 7-11) around Adam; false: LION-R")
+    tau: float = setting(0.4, low=0.0, help="robust training: share of non-crucial elements "
+                         "(tau_mode=quantile) or a threshold (absolute)")
+    tau_mode: str = setting("quantile", choices=TAU_MODES, help="tau as a share of elements "
+                            "(quantile) or an absolute criticality threshold")
+    tau_scope: str = setting("tensor", choices=TAU_SCOPES, help="rank criticality within each "
+                             "tensor, or pooled over all")
+    robust_scope: str = setting("prompts", choices=("prompts", "all"), help="what robust "
+                                "training ranks: P1, P2 and the MLP, or every trainable tensor")
+    deq_layers: int = setting(1, low=1, high=4, help="units stacked inside each equilibrium "
+                              "layer (paper Fig. 3: 1-4)")
+    p1_channels: int = setting(8, low=1, high=256, help="hidden channels of P1's residual "
+                               "conv branch")
+    p2_width: int | str = setting("auto", kind="int", low=1, high=4096, also=("auto",),
+                                  help="P2's width m; auto: the paper's parameter budget per "
+                                  "backbone (22 on others)")
+    p2_input: str = setting("raw", choices=("raw", "prompted"), help="P2 reads F(x), the "
+                            "literal eq. 2 (raw), or F(x~) in one pass (prompted)")
+    contraction: float = setting(0.9, low=1e-3, high=0.99, help="Lipschitz bound of each "
+                                 "equilibrium unit")
     # initial (g_a, g_b) of both blends (eq. 3); equal: a = b = 0.5. Not 0: robust training
     # never moves a weight that is exactly 0 (see the module docstring)
-    blend_logit_alpha: float = 1.0
-    blend_logit_beta: float = 1.0
-    # equilibrium solver (lionbench.deq.SolverConfig)
-    solver: str = "anderson"
-    max_iter: int = 30
-    tol: float = 1e-3
-    anderson_m: int = 5
-    anderson_lam: float = 1e-4
-    anderson_beta: float = 1.0
-    backward: str = "implicit"
-    backward_max_iter: int = 30
-    backward_tol: float = 1e-4
-    phantom_steps: int = 5
-    phantom_damping: float = 0.5
+    blend_logit_alpha: float = setting(1.0, low=-100.0, high=100.0, help="initial blend logit "
+                                       "g_a of both blends (eq. 3)")
+    blend_logit_beta: float = setting(1.0, low=-100.0, high=100.0, help="initial blend logit "
+                                      "g_b of both blends (eq. 3)")
+    # equilibrium solver (lionbench.deq.SolverConfig): the same declarations
+    solver: str = inherit(SolverConfig, "solver")
+    max_iter: int = inherit(SolverConfig, "max_iter")
+    tol: float = inherit(SolverConfig, "tol")
+    anderson_m: int = inherit(SolverConfig, "anderson_m")
+    anderson_lam: float = inherit(SolverConfig, "anderson_lam")
+    anderson_beta: float = inherit(SolverConfig, "anderson_beta")
+    backward: str = inherit(SolverConfig, "backward")
+    backward_max_iter: int = inherit(SolverConfig, "backward_max_iter")
+    backward_tol: float = inherit(SolverConfig, "backward_tol")
+    phantom_steps: int = inherit(SolverConfig, "phantom_steps")
+    phantom_damping: float = inherit(SolverConfig, "phantom_damping")
 
-    def validate(self) -> None:
-        for name in ("use_p1", "use_p2", "robust"):
-            check_choice(name, getattr(self, name), [True, False])
-        check_tau(self.tau, self.tau_mode, self.tau_scope)
-        check_choice("robust_scope", self.robust_scope, ["prompts", "all"])
-        if self.p2_width != "auto":
-            _check_int("p2_width", self.p2_width, 1, 4096, "or 'auto'")
-        _check_int("deq_layers", self.deq_layers, 1, 4)
-        _check_int("p1_channels", self.p1_channels, 1, 256)
-        check_choice("p2_input", self.p2_input, ["raw", "prompted"])
-        check_range("contraction", self.contraction, 1e-3, 0.99)
-        try:
-            self.solver_config()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+    rules = (when("tau_mode", "quantile", tau={"high": 1.0, "high_open": True}),)
 
     def solver_config(self) -> SolverConfig:
         return SolverConfig(**{name: getattr(self, name) for name in _SOLVER_FIELDS})
-
-
-def _check_int(name: str, value: object, low: int, high: int, alternative: str = "") -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ConfigError(f"invalid {name}={value!r}; must be an integer in [{low}, {high}]"
-                          + (f" {alternative}" if alternative else ""))
 
 
 def lion_parameter_count(num_features: int, width: int, p1_channels: int = 8) -> int:

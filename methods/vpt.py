@@ -53,28 +53,21 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from lionbench.errors import ConfigError
+from lionbench.settings import setting
 
 from . import register_method
-from .base import MethodConfig, PetlModel, check_range
+from .base import MethodConfig, PetlModel
 
 
 @dataclass
 class VptConfig(MethodConfig):
-    prompt_length: int = 5  # tokens per set (ViT/Swin); frame width in pixels (CNN)
-    deep: bool = True  # a new prompt set before every block (ViT/Swin)
-    dropout: float = 0.1  # prompt dropout (ViT/Swin)
-    pad_size: int = 0  # CNN: image size the frame is learned for; 0: the pretrained input size
-
-    def validate(self) -> None:
-        for name in ("prompt_length", "pad_size"):
-            value = getattr(self, name)
-            check_range(name, value, 0, 4096)
-            if int(value) != value:
-                raise ConfigError(f"invalid {name}={value!r}; must be an integer")
-            setattr(self, name, int(value))
-        if not isinstance(self.deep, bool):
-            raise ConfigError(f"invalid deep={self.deep!r}; valid: true, false")
-        check_range("dropout", self.dropout, 0.0, 1.0)
+    prompt_length: int = setting(5, low=0, high=4096, help="prompt tokens per set (ViT, Swin); "
+                                 "frame width in pixels (CNNs)")
+    deep: bool = setting(True, help="a new prompt set before every block (ViT, Swin); false: "
+                         "one set at the input")
+    dropout: float = setting(0.1, low=0.0, high=1.0, help="prompt dropout (ViT, Swin)")
+    pad_size: int = setting(0, low=0, high=4096, help="CNNs: the image size the frame is "
+                            "learned for; 0: the backbone's pretrained input size")
 
 
 def _uniform(shape: tuple[int, ...], bound: float) -> nn.Parameter:

@@ -151,14 +151,21 @@ def test_run_left_pending_is_not_done_exit_1(db_url):
                                                "failed": 0}
 
 
-def test_nan_loss_is_stored_as_failed(db_url):
+def test_nan_loss_is_stored_as_failed(db_url, tmp_path):
+    import timm
+    import torch
+
+    # weights that load (right keys and shapes) but hold NaN: the loss is NaN at the first step
+    # (an absurd lr no longer can be set: lr must lie in (0, 100])
+    nan = tmp_path / "nan.pt"
+    state = timm.create_model("test_resnet", num_classes=3).state_dict()
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                for k, v in state.items()}, nan)
     result = invoke("run", "-m", "fine-tuning", "-b", "test_resnet", "-d", "digits",
-                    "--weights", "none", *TINY_SET, "--set", "lr=1e30", "--db", db_url)
+                    "--weights", str(nan), *TINY_SET, "--db", db_url)
     df = Store(db_url).list_runs()
-    assert df.status[0] in ("failed", "done")
-    assert result.exit_code == (1 if df.status[0] == "failed" else 0)
-    if df.status[0] == "failed":
-        assert "loss is" in df.failure_reason[0]
+    assert df.status[0] == "failed" and result.exit_code == 1, result.output
+    assert "loss is nan" in df.failure_reason[0]
 
 
 def test_weights_file_used_and_mismatch_named(db_url, tmp_path):

@@ -26,10 +26,11 @@ RANKS = {
     "executors": 2,
     "train": 3,
     "methods": 4, "data": 4, "store": 4,
-    "core": 5,  # lionbench/__init__, config, errors, deq, robust, backbones, matrix, files
-}
-CORE_MODULES = {"lionbench", "lionbench.config", "lionbench.errors", "lionbench.deq",
-                "lionbench.robust", "lionbench.backbones", "lionbench.matrix", "lionbench.files"}
+    "core": 5,  # lionbench/__init__, config, errors, settings, deq, robust, backbones, matrix,
+}               # files
+CORE_MODULES = {"lionbench", "lionbench.config", "lionbench.errors", "lionbench.settings",
+                "lionbench.deq", "lionbench.robust", "lionbench.backbones", "lionbench.matrix",
+                "lionbench.files"}
 NO_TORCH_PARTS = ("report", "store")  # what `table`, `status` and `export` load
 TORCH_PACKAGES = {"torch", "torchvision", "timm"}
 

@@ -12,9 +12,10 @@ import typer
 from rich.table import Table
 
 from lionbench.config import parse_set_options
-from lionbench.errors import ConfigError
+from lionbench.errors import ConfigError, UnknownNameError
 from lionbench.executors.progress import epoch_line
 from lionbench.matrix import split_names
+from lionbench.report.cells import format_value
 
 from .options import DataRootOption, console, handle_errors
 
@@ -99,16 +100,57 @@ def pretrain(
 # --- list --------------------------------------------------------------------------------------
 @list_app.command("methods")
 @handle_errors
-def list_methods_cmd() -> None:
-    """Registered methods."""
-    from lionbench.methods import get_method, list_methods
+def list_methods_cmd(
+    names: list[str] | None = typer.Argument(None, help="Methods to show (default: all)."),
+    settings: bool = typer.Option(False, "--settings", "-s", help="Each setting with its "
+                                  "default, what is valid and what it does (the keys of --set)."),
+) -> None:
+    """Registered methods; with --settings, every setting of each (and the training ones)."""
+    from lionbench.report.catalog import load_method_catalog  # the registry as data: no torch
 
-    t = Table("method", "paper name", "init", "description")
-    for name in list_methods():
-        spec = get_method(name)
-        t.add_row(name, spec.paper_name, "pretrained" if spec.pretrained else "random",
-                  spec.description)
+    catalog = load_method_catalog()
+    chosen = sorted(catalog, key=lambda n: catalog[n].get("order", 0)) if not names \
+        else split_names(names)
+    for name in chosen:
+        if name not in catalog:
+            raise UnknownNameError("method", name, catalog)
+    if not settings:
+        t = Table("method", "paper name", "init", "description")
+        for name in chosen:
+            entry = catalog[name]
+            t.add_row(name, entry["paper_name"], "pretrained" if entry["pretrained"] else "random",
+                      entry.get("description", ""))
+        console.print(t)
+        return
+    if not names:
+        from lionbench.config import TrainConfig
+        from lionbench.settings import schema_of
+
+        print_settings("training (every method; --set KEY=VALUE or METHOD.KEY=VALUE)",
+                       schema_of(TrainConfig))
+    for name in chosen:
+        entry = catalog[name]
+        print_settings(f"{name} ({entry['paper_name']}): --set KEY=VALUE or {name}.KEY=VALUE",
+                       entry["schema"])
+
+
+def print_settings(title: str, schema: dict[str, Any]) -> None:
+    """One table: each setting, its default, what is valid, its help; then the rules."""
+    from lionbench.settings import Setting
+
+    t = Table("setting", "default", "valid", "help", title=title, title_justify="left")
+    if not schema["settings"]:
+        t.add_row("(none)", "", "", "this method has no settings of its own")
+    for entry in schema["settings"]:
+        spec = Setting.from_dict(entry)
+        t.add_row(entry["name"], format_value(entry.get("default")), spec.describe(), spec.help)
     console.print(t)
+    for rule in schema.get("rules", []):
+        for name, changes in rule["changes"].items():
+            base = next(e for e in schema["settings"] if e["name"] == name)
+            narrowed = Setting.from_dict({**base, **changes})
+            console.print(f"  with {rule['field']}={format_value(rule['value'])}: {name} must be "
+                          f"{narrowed.describe()}", highlight=False)
 
 
 @list_app.command("backbones")
