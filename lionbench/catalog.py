@@ -34,7 +34,7 @@ from lionbench.errors import UnknownNameError, WeightsError
 from lionbench.settings import check_values
 
 ASSETS = Path(__file__).parent / "assets"
-DERIVED_FORMS = ["folder:PATH", "NAME-lt-irR", "NAME-Kshot"]
+DERIVED_FORMS = ["folder:PATH", "vtab:PATH", "NAME-lt-irR", "NAME-Kshot"]
 
 
 @cache
@@ -109,28 +109,40 @@ def check_backbone(name: str) -> None:
 
 # --- datasets ----------------------------------------------------------------------------------
 def dataset_catalog() -> dict[str, Any]:
-    """``{"datasets": [{name, classes, description}, ...], "derivations": [pattern, ...]}``."""
+    """``{"datasets": [{name, classes, description}, ...], "derivations": [pattern, ...],
+    "prefixes": ["folder:", "vtab:"], "suites": {"vtab-1k": [task, ...]}}``."""
     return load_asset("datasets.json")
 
 
 def check_dataset(name: str) -> None:
-    """What ``lionbench.data.get_dataset`` accepts, decided from the catalog: a registered
-    name, ``folder:PATH``, or either with derivation suffixes; else UnknownNameError."""
+    """What ``lionbench.data.get_dataset`` accepts (and a suite such as ``vtab-1k``, which a
+    matrix expands into its tasks), decided from the catalog: a registered name, ``folder:PATH``
+    or ``vtab:PATH``, or any of them with derivation suffixes; else UnknownNameError."""
     catalog = dataset_catalog()
     names = [d["name"] for d in catalog["datasets"]]
-    if name in names:
+    if name in names or name in catalog.get("suites", {}):
         return
-    folder = name.startswith("folder:")
-    if folder and Path(name[len("folder:"):]).expanduser().is_dir():
+    prefix = next((p for p in catalog.get("prefixes", []) if name.startswith(p)), None)
+    if prefix and Path(name[len(prefix):]).expanduser().is_dir():
         return
     for pattern in catalog["derivations"]:
         match = re.fullmatch(pattern, name)
         if match:
             check_dataset(match.group("base"))
             return
-    if folder:
+    if prefix:
         return
-    raise UnknownNameError("dataset", name, names + DERIVED_FORMS)
+    suites = [f"{s} (its {len(tasks)} tasks)" for s, tasks in catalog.get("suites", {}).items()]
+    raise UnknownNameError("dataset", name, names + suites + DERIVED_FORMS)
+
+
+def expand_dataset_suites(names: list[str]) -> list[str]:
+    """A suite name on the datasets axis is its tasks (``lionbench.data.expand_suites``)."""
+    suites = dataset_catalog().get("suites", {})
+    out: list[str] = []
+    for name in names:
+        out += suites.get(name, [name])
+    return list(dict.fromkeys(out))
 
 
 # --- weights -----------------------------------------------------------------------------------
@@ -174,6 +186,7 @@ def _looks_like_weights(head: bytes, size: int) -> bool:
 
 
 __all__ = ["NAMED_WEIGHTS", "backbone_catalog", "check_backbone", "check_dataset",
-           "check_method_values", "check_weights_argument", "dataset_catalog", "load_asset",
+           "check_method_values", "check_weights_argument", "dataset_catalog",
+           "expand_dataset_suites", "load_asset",
            "method_catalog", "method_entry", "method_names", "method_setting_names",
            "timm_model_names"]

@@ -65,6 +65,10 @@ class TrainConfig:
                                             "subset of the train split of this size; none: all")
     lr_schedule: str = setting("constant", choices=SCHEDULES, help="constant, or cosine (per "
                                "step, to zero at the last epoch)")
+    train_on_val: bool = setting(False, help="train on the train and validation images "
+                                 "together and keep the last epoch: nothing is held out, so "
+                                 "nothing is selected (VTAB-1k's final runs on train800val200); "
+                                 "in a run's identity only when true")
 
     def __post_init__(self) -> None:
         self.validate()
@@ -93,6 +97,8 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if not d["train"]["train_on_val"]:  # the default: absent, as in every older run
+            del d["train"]["train_on_val"]
         d["protocol_version"] = PROTOCOL_VERSION
         return d
 

@@ -49,6 +49,7 @@ class MethodSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     pretrained: bool = True  # False: the backbone starts from random init (retraining)
     paper_name: str = ""
+    source: str = ""  # where the method comes from: its paper, and the library that runs it
 
     @property
     def config_class(self) -> type[MethodConfig]:
@@ -68,15 +69,20 @@ class MethodSpec:
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
-_BUILTIN_MODULES = ["retraining", "head_tuning", "fine_tuning", "lion", "adapter", "bias", "vpt"]
+_BUILTIN_MODULES = ["retraining", "head_tuning", "fine_tuning", "lion", "adapter", "bias", "vpt",
+                    "lora", "ia3", "loha", "lokr", "ssf", "adaptformer"]
+# Sources of the methods whose modules do not name one (LION's own family).
+_SOURCES = {name: "Wang et al., Implicit Vision Prompt Tuning (LION); lionbench's reference "
+                  "implementation" for name in ("lion", "lion-p1", "lion-p2", "lion-r")}
 
 
 def register_method(name: str, model_class: type[PetlModel], *, description: str,
                     defaults: dict[str, Any] | None = None, pretrained: bool = True,
-                    paper_name: str = "") -> MethodSpec:
-    """Register a method under ``name``; a variant is the same class with other defaults."""
+                    paper_name: str = "", source: str = "") -> MethodSpec:
+    """Register a method under ``name``; a variant is the same class with other defaults.
+    ``source`` names the paper it comes from and the library that runs it, if any."""
     spec = MethodSpec(name, model_class, description, dict(defaults or {}), pretrained,
-                      paper_name or name)
+                      paper_name or name, source or _SOURCES.get(name, ""))
     spec.make_config()  # the defaults must validate
     _REGISTRY[name] = spec
     return spec
@@ -114,7 +120,7 @@ def create_model(name: str, backbone: nn.Module, overrides: dict[str, Any] | Non
 
 def describe_methods() -> dict[str, dict[str, Any]]:
     """Every registered method as plain data: ``{name: {order, pretrained, paper_name,
-    description, settings, schema}}``: ``order`` is :func:`list_methods`'s, ``settings`` the
+    source, description, settings, schema}}``: ``order`` is :func:`list_methods`'s, ``settings`` the
     default config (``MethodConfig.to_dict``), ``schema`` the settings' declarations
     (lionbench.settings.schema_of; each ``default`` the method's own, so a variant shows its
     defaults)."""
@@ -126,7 +132,8 @@ def describe_methods() -> dict[str, dict[str, Any]]:
         for entry in schema["settings"]:
             entry["default"] = defaults[entry["name"]]
         out[name] = {"order": order, "pretrained": spec.pretrained, "paper_name": spec.paper_name,
-                     "description": spec.description, "settings": defaults, "schema": schema}
+                     "source": spec.source, "description": spec.description,
+                     "settings": defaults, "schema": schema}
     return out
 
 

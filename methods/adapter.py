@@ -155,5 +155,6 @@ class AdapterTuning(PetlModel):
 
 
 register_method("adapter", AdapterTuning, paper_name="Adapter",
+                source="Houlsby et al. 2019; lionbench (placement and CNN variant its own)",
                 description="Houlsby bottleneck adapters (after attention and MLP; after CNN "
                             "blocks), up-projection zero-initialised")

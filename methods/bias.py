@@ -61,5 +61,5 @@ class BiasTuning(PetlModel):
         return self.backbone(x)
 
 
-register_method("bias", BiasTuning, paper_name="Bias",
+register_method("bias", BiasTuning, paper_name="Bias", source="Ben Zaken et al. 2021 (BitFit)",
                 description="BitFit: only bias terms (BatchNorm shifts on CNNs) and the head train")

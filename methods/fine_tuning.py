@@ -33,5 +33,5 @@ class FullTuning(PetlModel):
         return self.backbone(x)
 
 
-register_method("fine-tuning", FullTuning, paper_name="Fine-tuning",
+register_method("fine-tuning", FullTuning, paper_name="Fine-tuning", source="baseline",
                 description="all weights train from the pretrained init, new head")

@@ -62,5 +62,5 @@ class HeadTuning(PetlModel):
         return self.backbone(x)
 
 
-register_method("head-tuning", HeadTuning, paper_name="Head-tuning",
+register_method("head-tuning", HeadTuning, paper_name="Head-tuning", source="baseline",
                 description="frozen backbone, new linear head (optionally the last blocks)")

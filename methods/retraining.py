@@ -10,4 +10,5 @@ from . import register_method
 from .fine_tuning import FullTuning
 
 register_method("retraining", FullTuning, pretrained=False, paper_name="Retraining",
+                source="baseline",
                 description="all weights train from random init")

@@ -243,9 +243,11 @@ class VptTuning(PetlModel):
 
 
 register_method("vpt", VptTuning, paper_name="VPT",
+                source="Jia et al. 2022 (VPT-Deep on ViT/Swin; VPT's pad prompt on CNNs)",
                 description="visual prompt tuning: deep prompt tokens (ViT, Swin), "
                             "a learned pixel frame (CNNs)")
 register_method("vpt-shallow", VptTuning, defaults={"deep": False, "dropout": 0.0},
+                source="Jia et al. 2022 (VPT-Shallow)",
                 paper_name="VPT-shallow",
                 description="visual prompt tuning, one prompt set at the input (ViT, Swin; "
                             "refused on CNNs, where it would be vpt)")

@@ -288,7 +288,7 @@ CASES = [
      ["invalid --num-classes 0", "1 to 1,000,000 classes"]),
     ("params-negative-classes", ["params", "-m", "lion", "-b", "test_resnet", "--num-classes",
                                  "-3"], ["invalid --num-classes -3", "1 to 1,000,000"]),
-    ("params-method", ["params", "-m", "lora", "-b", "test_resnet"], ["unknown method 'lora'",
+    ("params-method", ["params", "-m", "dora", "-b", "test_resnet"], ["unknown method 'dora'",
                                                                      "Valid: "]),
     ("params-format", ["params", "-m", "lion", "-b", "test_resnet", "-f", "xml"],
      ["unknown format 'xml'", "valid: rich, json, csv"]),
@@ -308,7 +308,7 @@ CASES = [
                           "0"], ["invalid --batch-size 0", "an integer in [1, 65536]"]),
     ("bench-threads", ["bench", "-m", "head-tuning", "-b", "test_resnet", "--threads", "-2"],
      ["invalid --threads -2", "an integer in [1, 1024]"]),
-    ("bench-method", ["bench", "-m", "lora", "-b", "test_resnet"], ["lora", "Valid: "]),
+    ("bench-method", ["bench", "-m", "dora", "-b", "test_resnet"], ["dora", "Valid: "]),
     ("bench-preset-missing", ["bench", "--preset", "nowhere.yaml"], ["preset 'nowhere.yaml' "
                                                                     "not found", "preset"]),
     ("bench-preset-folder", ["bench", "--preset", "data"], ["cannot read preset 'data'",
@@ -433,8 +433,8 @@ CASES = [
     ("tune-grid-negative-lr", ["tune", "-m", "head-tuning", "-b", "test_resnet", "-d",
                                "digits", "--db", "good.db", "--grid", "lr=-1,1"],
      ["invalid lr=-1.0", "(0, 100]"]),
-    ("list-methods-unknown", ["list", "methods", "lora", "--settings"],
-     ["unknown method 'lora'", "Valid: "]),
+    ("list-methods-unknown", ["list", "methods", "dora", "--settings"],
+     ["unknown method 'dora'", "Valid: "]),
     # --- option groups shared by run, tune and ablate -------------------------------------
     ("ablate-executor", [*ABL, "--variant", "all", "--executor", "mars"],
      ["unknown executor 'mars'", "Valid: "]),

@@ -157,5 +157,5 @@ def test_list_methods_settings_prints_each_setting_default_range_and_help():
     everything = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["list", "methods", "--settings"])
     assert everything.exit_code == 0 and "training (every method" in everything.output
     assert "a number in (0, 100]" in everything.output  # lr
-    unknown = CliRunner().invoke(app, ["list", "methods", "lora", "--settings"])
-    assert unknown.exit_code == 1 and "unknown method 'lora'" in unknown.output
+    unknown = CliRunner().invoke(app, ["list", "methods", "dora", "--settings"])
+    assert unknown.exit_code == 1 and "unknown method 'dora'" in unknown.output

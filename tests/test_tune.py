@@ -203,8 +203,14 @@ def test_selected_table_shows_the_winner_final_seeds_only(tmp_path: Path) -> Non
     assert "0.2005 ± 0.0007 (n=2)" in md and "(n=3)" not in md
     assert "vpt / test_resnet chosen on validation: digits lr=0.01, prompt_length=2" in md
     assert "head-tuning / test_resnet chosen on validation: digits lr=0.01" in md
-    full = render_stored_table(store, fmt="markdown")  # every configuration, its own row
-    assert "vpt (prompt_length=4, lr=0.01)" in full and "(n=3)" in full
+    # the plain table: final seeds only, the tuning runs (seed 2) counted in a footnote
+    plain = render_stored_table(store, fmt="markdown")
+    assert "(n=3)" not in plain and "candidate" not in plain.split("\n\n")[0]
+    assert "6 tuning run(s) of `lionbench tune` not shown" in plain
+    # --all-seeds: every candidate in a row of its own, never averaged into the final cell
+    full = render_stored_table(store, fmt="markdown", all_seeds=True)
+    assert "vpt (candidate, prompt_length=4, lr=0.01)" in full and "(n=3)" not in full
+    assert "vpt (candidate, prompt_length=2, lr=0.01)" in full  # the winner's tuning run
 
 
 def test_failed_candidate_is_left_out_and_counted(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Each command parses its options, calls one library function and renders the result; a
 :class:`~lionbench.errors.LionbenchError` becomes one line on stderr and exit code 1
 (options.py, which also declares every shared option once). Modules: run.py (run, ablate),
-tune.py (tune), results.py (table, status, export, import, plot), models.py (list, params,
+tune.py (tune), results.py (table, status, export, import, plot), stats.py (compare, rank,
+plot cd), models.py (list, params,
 pretrain), data.py (datasets), perf.py (bench); progress.py renders a running plan. The CLI
 may import every part of lionbench; nothing imports the CLI. Command modules import the heavy parts
 (torch, methods, the runner) inside the command that needs them, so that ``table``, ``status``
@@ -20,7 +21,7 @@ from lionbench import __version__
 from lionbench.executors.interrupts import exit_code
 from lionbench.text import printable
 
-from . import data, models, perf, results, run, tune
+from . import data, models, perf, results, run, stats, tune
 from .options import console, new_typer, say
 
 app = new_typer(help="Benchmark parameter-efficient transfer learning in vision (LION and "
@@ -40,7 +41,7 @@ def main_callback(version: bool = typer.Option(False, "--version", callback=_ver
     """lionbench: parameter-efficient transfer learning benchmarks."""
 
 
-for _module in (run, tune, results, models, data, perf):  # the order of `lionbench --help`
+for _module in (run, tune, results, stats, models, data, perf):  # the order of `lionbench --help`
     _module.register(app)
 
 

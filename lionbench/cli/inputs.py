@@ -25,6 +25,7 @@ from lionbench.catalog import (
     check_dataset,
     check_method_values,
     check_weights_argument,
+    expand_dataset_suites,
     method_entry,
     method_setting_names,
 )
@@ -58,6 +59,7 @@ def matrices_from_flags(config: Path | None, methods: str | None, backbones: str
             if value:
                 setattr(m, axis, value)
         fill_default_axes(m)
+        m.datasets = expand_dataset_suites(m.datasets)  # vtab-1k: its 19 tasks
         if weights:
             m.weights = weights
     return matrices
@@ -149,6 +151,7 @@ def check_ablate_inputs(backbones: str | None, datasets: str | None, variant: st
                                         weights=weights or "pretrained")
     for m in matrices:
         fill_default_axes(m)
+        m.datasets = expand_dataset_suites(m.datasets)
     check_matrix_size(matrices)
     for m in matrices:
         check_matrix(m)

@@ -140,11 +140,11 @@ def list_methods_cmd(
         if name not in catalog:
             raise UnknownNameError("method", name, catalog)
     if not settings:
-        t = Table("method", "paper name", "init", "description")
+        t = Table("method", "paper name", "init", "source", "description")
         for name in chosen:
             entry = catalog[name]
             t.add_row(name, entry["paper_name"], "pretrained" if entry["pretrained"] else "random",
-                      entry.get("description", ""))
+                      entry.get("source") or "-", entry.get("description", ""))
         console.print(t)
         return
     if not names:

@@ -104,6 +104,15 @@ ThreadsOption = Annotated[int | None, typer.Option(
     "cores). CPU numbers depend on it; the count is stored with each run.")]
 CleanOnlyOption = Annotated[bool, typer.Option("--clean-only", help="Exclude runs from a dirty "
                                                "git tree or an older protocol version.")]
+SelectedOption = Annotated[bool, typer.Option(
+    "--selected", help="Only the configurations `lionbench tune` chose on validation (their "
+    "final seeds): one row per method, the chosen values in a footnote.")]
+AllSeedsOption = Annotated[bool, typer.Option(
+    "--all-seeds", help="Also show the runs `lionbench tune` trained to choose (its tuning "
+    "seeds), in rows of their own labelled 'candidate'; never averaged into a result.")]
+BootstrapOption = Annotated[bool, typer.Option(
+    "--bootstrap", help="Percentile bootstrap intervals over the seed pairs (10,000 resamples, "
+    "seed 0) instead of Student's t.")]
 
 
 WeightsOption = Annotated[str | None, typer.Option(

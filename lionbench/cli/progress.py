@@ -44,8 +44,10 @@ def run_label(c: Any) -> str:
 
 def done_line(info: dict[str, Any], show_test: bool = True) -> Text:
     r, c = info["result"], info["config"]
-    score = (f"test top-1 {r.test_top1:.4f} (val {r.val_top1:.4f})" if show_test
-             else f"val top-1 {r.val_top1:.4f}")
+    val = r.val_top1 if r.val_top1 is not None and r.val_top1 == r.val_top1 else None
+    val_text = "no validation: last epoch" if val is None else f"val {val:.4f}"
+    score = (f"test top-1 {r.test_top1:.4f} ({val_text})" if show_test
+             else f"val top-1 {val:.4f}" if val is not None else val_text)
     return Text(f"  done  {run_label(c)}: {score}, {r.params_trainable:,} trainable, "
                 f"{r.train_seconds:.1f} s")
 

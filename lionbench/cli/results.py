@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -30,8 +31,11 @@ from lionbench.store.exchange import export_runs, import_into
 from lionbench.text import printable
 
 from .options import (
+    AllSeedsOption,
+    BootstrapOption,
     CleanOnlyOption,
     DbOption,
+    SelectedOption,
     console,
     handle_errors,
     new_typer,
@@ -47,7 +51,8 @@ def table(
     db: DbOption = None,
     fmt: str = typer.Option("rich", "--format", "-f", help="rich | markdown | latex | csv."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to FILE."),
-    preset: str | None = typer.Option(None, "--preset", help="table1 | table2 | table3 | table4."),
+    preset: str | None = typer.Option(None, "--preset", help="table1 | table2 | table3 | "
+                                      "table4 | petl-vit."),
     compare: str | None = typer.Option(None, "--compare", help="'paper': show the paper's "
                                        "value beside ours."),
     clean_only: CleanOnlyOption = False,
@@ -57,11 +62,19 @@ def table(
     allow_empty: bool = typer.Option(False, "--allow-empty", help="Render the (empty) layout "
                                      "even when no run is done; by default say so on stderr "
                                      "and print nothing."),
-    selected: bool = typer.Option(False, "--selected", help="Only the configurations "
-                                  "`lionbench tune` chose on validation: one row per method, "
-                                  "the chosen values in a footnote."),
+    selected: SelectedOption = False,
+    versus: str | None = typer.Option(None, "--vs", metavar="METHOD", help="Add, after each "
+                                      "dataset column, each row minus METHOD's row (a method "
+                                      "or a row label): mean seed-paired difference and its "
+                                      "95 % interval."),
+    stats: bool = typer.Option(True, "--stats/--no-stats", help="Bold a column's best only "
+                               "where significantly better than every other cell (seed-paired "
+                               "95 % interval), tie-mark (≈) the cells not significantly "
+                               "worse; --no-stats bolds the highest mean."),
+    bootstrap: BootstrapOption = False,
+    all_seeds: AllSeedsOption = False,
 ) -> None:
-    """Render stored results in the paper's layout (mean ± std over seeds, best marked)."""
+    """Render stored results in the paper's layout (mean ± std over seeds; best, ties marked)."""
     from lionbench.report.paper import PRESETS
     from lionbench.report.render import FORMATS
 
@@ -71,34 +84,45 @@ def table(
         raise ConfigError(f"unknown preset '{preset}'; valid: {', '.join(PRESETS)}")
     if compare not in (None, "paper"):
         raise ConfigError(f"unknown --compare '{compare}'; valid: paper")
+    if selected and all_seeds:
+        raise ConfigError("--selected shows the chosen configurations' final seeds only and "
+                          "--all-seeds adds the tuning runs: give one of them")
     if output is not None:
         check_writable(output, "table")
     print_table(Store(db, read_only=True), fmt=fmt, output=output, preset=preset,
                 compare=compare, clean_only=clean_only, mark_imported=mark_imported,
-                allow_empty=allow_empty, selected=selected)
+                allow_empty=allow_empty, selected=selected, versus=versus, stats=stats,
+                interval="bootstrap" if bootstrap else "t", all_seeds=all_seeds)
 
 
 def print_table(store: Store, *, hashes: list[str] | None = None, fmt: str = "rich",
                 output: Path | None = None, preset: str | None = None,
                 compare: str | None = None, clean_only: bool = False,
                 method_order: tuple[str, ...] | None = None, mark_imported: bool = True,
-                allow_empty: bool = True, selected: bool = False) -> None:
+                allow_empty: bool = True, selected: bool = False, **options: Any) -> None:
     """Render the store's table to stdout or ``output`` (what ``table`` and ``run`` print).
-    Without done runs and ``allow_empty``: one line on stderr, nothing on stdout, exit 0."""
+    Without done runs and ``allow_empty``: one line on stderr, nothing on stdout, exit 0.
+    ``options``: versus, stats, interval, all_seeds (``render_stored_table``)."""
     from lionbench.report import render_stored_table  # not for status or export
-    from lionbench.report.render import rich_to_text
 
     rendered = render_stored_table(store, hashes=hashes, fmt=fmt, preset=preset,
                                    compare=compare, clean_only=clean_only,
                                    method_order=method_order, mark_imported=mark_imported,
-                                   allow_empty=allow_empty, selected=selected)
+                                   allow_empty=allow_empty, selected=selected, **options)
     if rendered is None:
         say(f"no done runs in {store.safe_url}; run `lionbench run` first (--allow-empty renders "
             "the empty layout)", err=True)
         return
+    emit(rendered, output, "table")
+
+
+def emit(rendered: Any, output: Path | None, what: str) -> None:
+    """Print a rendered report (text or a rich renderable) or write it to ``output``."""
+    from lionbench.report.render import rich_to_text
+
     if output:
         text = rendered if isinstance(rendered, str) else rich_to_text(rendered)
-        write_output(output, text, "table")
+        write_output(output, text, what)
         say(f"wrote {printable(output)}")
     elif isinstance(rendered, str):
         sys.stdout.write(rendered if rendered.endswith("\n") else rendered + "\n")

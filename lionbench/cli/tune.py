@@ -82,6 +82,10 @@ def tune(
         finals = {tuple(t.final_seeds) for t in plan.tasks}
         say(f"then each task's winner runs its final seeds "
             f"{', '.join(','.join(map(str, s)) for s in finals)}")
+        retrained = final_on_train_val(plan.tasks)
+        if retrained:
+            say(f"  (on train + val, the last epoch kept, as the protocol of "
+                f"{', '.join(retrained)} does: train_on_val)")
         return
     candidates = plan.candidate_plan()  # fail before anything is stored when weights are missing
     check_weights_available(candidates.to_run(p["force"], p["retry_failed"]))
@@ -127,3 +131,12 @@ def print_choices(tasks: list[Task]) -> None:
 
 def register(app: typer.Typer) -> None:
     app.command()(tune)
+
+
+def final_on_train_val(tasks: list[Any]) -> list[str]:
+    """The tasks' datasets whose protocol retrains the final runs on train + val (VTAB-1k)."""
+    from lionbench.data import get_dataset
+
+    names = dict.fromkeys(t.dataset for t in tasks)
+    shown = [n for n in names if get_dataset(n).final_on_train_val]
+    return shown[:3] + ([f"{len(shown) - 3} more"] if len(shown) > 3 else [])

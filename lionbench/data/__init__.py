@@ -1,6 +1,7 @@
 """Dataset registry: ``register_dataset``, ``get_dataset``, ``list_datasets``.
 
-Names are registered specs (``digits``, ``cifar10``, ...), ``folder:PATH`` for a user's tree,
+Names are registered specs (``digits``, ``cifar10``, ``vtab-caltech101``, ...), ``folder:PATH``
+for a user's tree, ``vtab:PATH`` for one VTAB-1k task folder (vtab.py),
 or either with derivation suffixes (``-lt-ir100``, ``-8shot``; see ``register_derivation``).
 A ``folder:PATH`` whose PATH exists as written is taken literally, so a folder may have a name
 that looks like a suffix (``folder:data/pets-8shot``); otherwise suffixes are peeled off the end
@@ -25,8 +26,11 @@ from .base import DatasetSpec, ImageSet
 from .builtin import BUILTIN_DATASETS, folder_spec
 from .derive import DERIVATIONS
 from .suite import SUITE_DATASETS
+from .vtab import VTAB_DATASETS, expand_suites
+from .vtab import path_spec as vtab_path_spec
 
-__all__ = ["DatasetSpec", "ImageSet", "derivation_patterns", "get_dataset", "list_datasets",
+__all__ = ["DatasetSpec", "ImageSet", "derivation_patterns", "expand_suites", "get_dataset",
+           "list_datasets",
            "register_dataset", "register_derivation"]
 
 _REGISTRY: dict[str, DatasetSpec] = {}
@@ -61,17 +65,22 @@ def get_dataset(name: str) -> DatasetSpec:
     folder = name.startswith("folder:")
     if folder and Path(name[len("folder:"):]).expanduser().is_dir():
         return folder_spec(name[len("folder:"):])
+    vtab = name.startswith("vtab:")
+    if vtab and Path(name[len("vtab:"):]).expanduser().is_dir():
+        return vtab_path_spec(name[len("vtab:"):])
     for pattern, build in _DERIVATIONS:
         match = pattern.fullmatch(name)
         if match:
             return build(get_dataset(match.group("base")), match)
     if folder:
         return folder_spec(name[len("folder:"):])
-    raise UnknownNameError("dataset", name,
-                           list(_REGISTRY) + ["folder:PATH", "NAME-lt-irR", "NAME-Kshot"])
+    if vtab:
+        return vtab_path_spec(name[len("vtab:"):])
+    raise UnknownNameError("dataset", name, list(_REGISTRY) + [
+        "vtab-1k (its 19 tasks)", "folder:PATH", "vtab:PATH", "NAME-lt-irR", "NAME-Kshot"])
 
 
-for _spec in BUILTIN_DATASETS + SUITE_DATASETS:
+for _spec in BUILTIN_DATASETS + SUITE_DATASETS + VTAB_DATASETS:
     register_dataset(_spec)
 for _pattern, _build in DERIVATIONS:
     register_derivation(_pattern, _build)

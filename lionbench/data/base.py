@@ -45,6 +45,14 @@ class ImageSet:
         )
 
 
+def concat(first: ImageSet, second: ImageSet) -> ImageSet:
+    """Both sets' images in one (train and validation together)."""
+    images = None if first.images is None else torch.cat([first.images, second.images])
+    paths = None if first.paths is None else [*first.paths, *(second.paths or [])]
+    return ImageSet(labels=torch.cat([first.labels, second.labels]), classes=first.classes,
+                    images=images, paths=paths)
+
+
 Loader = Callable[[Path | None, str], ImageSet]
 # (train split, run seed, val_fraction) -> (train, val): a run's own split of the train split
 TrainValSplit = Callable[[ImageSet, int, float], tuple[ImageSet, ImageSet]]
@@ -68,6 +76,10 @@ class DatasetSpec:
     train_val: TrainValSplit | None = None
     has_val_split: bool = False  # a validation split of its own (also: "val" in splits)
     val_source: str = ""  # how that split is named in messages, e.g. "validation/ folder"
+    # The benchmark's protocol retrains its final runs on train + val without selection
+    # (VTAB-1k: train800val200); `lionbench tune` does so for this dataset's final runs.
+    final_on_train_val: bool = False
+    train_val_split: str = ""  # a split the dataset ships as train + val ("trainval"), if any
 
     def load(self, root: Path | None, split: str) -> ImageSet:
         data = self.loader(root, split)
@@ -95,6 +107,15 @@ class DatasetSpec:
             return train, self.load(root, "val")
         keep, held = stratified_split(train.labels, val_fraction, seed)
         return train.subset(keep), train.subset(held)
+
+    def load_train_plus_val(self, root: Path | None, seed: int, val_fraction: float
+                            ) -> ImageSet:
+        """Every image a run may train on when it selects nothing (``train_on_val``): the
+        dataset's own train + val split where it ships one, else the train and validation sets
+        of :meth:`load_train_val` together. The test split is never touched."""
+        if self.train_val_split:
+            return self.load(root, self.train_val_split)
+        return concat(*self.load_train_val(root, seed, val_fraction))
 
     @property
     def own_val(self) -> bool:

@@ -18,6 +18,8 @@ from . import get_dataset, list_datasets
 from .derive import base_name
 from .download import Archive, fetch_and_extract
 from .suite import HOMES
+from .vtab import VTAB_HOMES
+from .vtab import layout as vtab_layout
 
 # The derived sets of the paper's Table 3, listed after the registered ones.
 PAPER_DERIVED = ["cifar10-lt-ir100", "cifar10-lt-ir50", "cifar100-lt-ir100", "cifar100-lt-ir50",
@@ -42,6 +44,11 @@ def describe_datasets(root: Path | None = None) -> list[dict[str, Any]]:
     source, layout.
     """
     rows = [_row(name, root) for name in list_datasets() + PAPER_DERIVED]
+    rows.append({"name": "vtab:PATH", "group": "user", "classes": None,
+                 "splits": {"train": 800, "val": 200},
+                 "description": "one VTAB-1k task folder (VPT/NOAH layout); vtab-1k: all 19",
+                 "where": "PATH", "present": None, "downloadable": False,
+                 "source": get_dataset("vtab-cifar").source, "layout": vtab_layout("PATH")})
     rows.append({"name": "folder:PATH", "group": "user", "classes": None, "splits": {},
                  "description": "your own tree; any suffix below applies (-lt-irR, -Kshot)",
                  "where": "PATH", "present": None, "downloadable": False,
@@ -69,7 +76,8 @@ def where(name: str, root: Path | None) -> str:
         return str(found)
     if base.startswith("folder:"):
         return base[len("folder:"):]
-    homes = HOMES.get(base) or ((BUILTIN_HOMES[base],) if base in BUILTIN_HOMES else ())
+    homes = HOMES.get(base) or VTAB_HOMES.get(base) or (
+        (BUILTIN_HOMES[base],) if base in BUILTIN_HOMES else ())
     return " or ".join(str(Path(root or "data") / h) for h in homes) or spec.layout
 
 

@@ -26,10 +26,17 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FILENAME = "paper_results.csv"
-_CANDIDATES = (
-    Path(__file__).resolve().parents[2] / "results" / FILENAME,  # a source checkout
-    Path(__file__).resolve().parents[1] / "assets" / FILENAME,  # package data
-)
+# Published VTAB-1k numbers of the field's baselines (ViT-B/16, ImageNet-21K), each row naming
+# the repository, file and section it was transcribed from: the petl-vit preset's comparison.
+PUBLISHED_FILENAME = "petl_vit_published.csv"
+
+
+def _candidates(filename: str) -> tuple[Path, ...]:
+    return (Path(__file__).resolve().parents[2] / "results" / filename,  # a source checkout
+            Path(__file__).resolve().parents[1] / "assets" / filename)  # package data
+
+
+_CANDIDATES = _candidates(FILENAME)
 
 # The paper's dataset ids (column ``dataset`` of the CSV) -> our dataset names.
 DATASET_IDS: dict[str, str] = {
@@ -62,6 +69,8 @@ METHOD_LABELS = {
     "retraining": "Retraining", "head-tuning": "Head-tuning", "fine-tuning": "Fine-tuning",
     "adapter": "Adapter", "bias": "Bias", "vpt": "VPT", "lion": "LION",
     "lion-p1": "LION-P1", "lion-p2": "LION-P2", "lion-r": "LION-R",
+    "vpt-shallow": "VPT-Shallow", "lora": "LoRA", "ia3": "IA3", "loha": "LoHa", "lokr": "LoKr",
+    "ssf": "SSF", "adaptformer": "AdaptFormer",
 }
 
 
@@ -74,7 +83,13 @@ class PresetColumn:
 
 @dataclass(frozen=True)
 class Preset:
-    """One of the paper's tables: which rows and columns, in which order, with which labels."""
+    """One of the paper's tables: which rows and columns, in which order, with which labels.
+
+    ``group_means`` adds, after the columns, the mean of each column group (``group``) and of
+    all columns, over a row's cells (empty unless every cell of the group has a value).
+    ``params_without_head``: the Params column counts without the classifier, as the source's
+    table does. ``labels`` overrides method labels; ``compare_note`` names the published source.
+    """
 
     name: str
     title: str
@@ -82,6 +97,10 @@ class Preset:
     methods: tuple[str, ...]
     columns: tuple[PresetColumn, ...]
     params: bool = True
+    group_means: bool = False
+    params_without_head: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    compare_note: str = ""
 
 
 _REGULAR = tuple(PresetColumn(d, lab) for d, lab in (
@@ -101,6 +120,24 @@ _LT_FS = (
 _R50, _R101 = ("resnet50", "ResNet-50"), ("resnet101", "ResNet-101")
 _VIT, _SWIN = ("vit_base_patch16_224", "ViT-B"), ("swin_base_patch4_window7_224", "Swin-B")
 
+
+def _vtab_columns() -> tuple[PresetColumn, ...]:
+    """VTAB-1k's 19 tasks in its order, grouped, from the asset lionbench.data reads too."""
+    path = Path(__file__).resolve().parents[1] / "assets" / "vtab-1k.csv"
+    with path.open(newline="", encoding="utf-8") as fh:
+        return tuple(PresetColumn(f"vtab-{r['folder']}", r["label"], r["group"].capitalize())
+                     for r in csv.DictReader(fh))
+
+
+_PETL_METHODS = ("head-tuning", "fine-tuning", "adapter", "bias", "vpt-shallow", "vpt", "lora",
+                 "ia3", "loha", "lokr", "ssf", "adaptformer", "lion")
+PETL_NOTE = ("published: V-PETL Bench (synbol/Parameter-Efficient-Transfer-Learning-Benchmark, "
+             "README.md, 'Benchmark results of image classification on VTAB'; "
+             "results/petl_vit_published.csv); its LoRA adapts q and v with separate rank-8 pairs, "
+             "its Adapter (one sequential bottleneck per block, 0.16 M) is not lionbench's Houlsby "
+             "adapter and is left out; VPT's prompt lengths were tuned per task; group means are "
+             "means of the published per-task numbers")
+
 PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("table1", "Table 1: regular setting, CNN backbones (Params in M)",
            (_R50, _R101), _BASELINES, _REGULAR),
@@ -111,6 +148,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            (_R50, _R101, _VIT, _SWIN), ("head-tuning", "fine-tuning", "vpt", "lion"), _LT_FS),
     Preset("table4", "Table 4: ablation of LION's inner modules",
            (_R50, _VIT), ("lion-p1", "lion-p2", "lion-r", "lion"), _REGULAR[:3], params=False),
+    Preset("petl-vit", "PETL baselines on VTAB-1k, ViT-B/16 (ImageNet-21K), top-1 "
+           "(Params in M, without the head)",
+           (("vit_base_patch16_224.orig_in21k", "ViT-B/16"),), _PETL_METHODS, _vtab_columns(),
+           group_means=True, params_without_head=True,
+           labels=(("vpt", "VPT-Deep"), ("head-tuning", "Linear probing"),
+                   ("fine-tuning", "Full fine-tuning"), ("bias", "BitFit")),
+           compare_note=PETL_NOTE),
 )}
 
 
@@ -176,16 +220,32 @@ def paper_runs(table: str | None = None) -> list[dict[str, Any]]:
 
 
 @lru_cache(maxsize=1)
+def load_published() -> tuple[dict[str, Any], ...]:
+    """The published PETL numbers (petl_vit_published.csv), ``value`` as a float."""
+    for path in _candidates(PUBLISHED_FILENAME):
+        if path.is_file():
+            with path.open(newline="", encoding="utf-8") as fh:
+                return tuple({**r, "value": float(r["value"])} for r in csv.DictReader(fh))
+    return ()
+
+
+@lru_cache(maxsize=1)
 def _paper_lookup() -> tuple[dict[tuple[str, str, str], float], dict[tuple[str, str], float]]:
     top1 = {(r["our_backbone"], r["our_method"], r["our_dataset"]): r["value"]
             for r in _load() if r["metric"] == "top1"}
     params = {(r["our_backbone"], r["our_method"]): r["value"]
               for r in _load() if r["metric"] == "params_m"}
+    for r in load_published():  # other backbones and datasets: no key is shared
+        if r["metric"] == "top1":
+            top1[(r["backbone_id"], r["method_id"], r["our_dataset"])] = r["value"]
+        elif r["metric"] == "params_m_no_head":
+            params[(r["backbone_id"], r["method_id"])] = r["value"]
     return top1, params
 
 
 def paper_value(backbone: str, method: str, dataset: str) -> float | None:
-    """The paper's top-1 for a cell (our names), or None where the paper has no number."""
+    """The paper's top-1 for a cell (our names), or None where the paper has no number; for
+    the petl-vit preset's cells, the published number (load_published)."""
     return _paper_lookup()[0].get((backbone, method, dataset))
 
 

@@ -267,18 +267,20 @@ def _ordered(values: list[str], first: tuple[str, ...]) -> list[str]:
 
 
 def _save(fig: Figure, output: Path, formats: tuple[str, ...], series: list[Series],
-          title: str) -> list[Path]:
-    """Write ``output.<fmt>`` per format (a trailing .png/.pdf on ``output`` is dropped)."""
+          title: str, payload: str | None = None, key: str = SERIES_KEY) -> list[Path]:
+    """Write ``output.<fmt>`` per format (a trailing .png/.pdf on ``output`` is dropped), with
+    ``payload`` (default: the series as JSON) in the PNG chunk ``key`` and the PDF Subject."""
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise PlotError(f"unsupported format {', '.join(bad) or '(none)'}; valid: "
                         f"{', '.join(FORMATS)}")
     targets = [make_output_folder(plot_path(output, fmt), "plot")
                for fmt in dict.fromkeys(formats)]
-    payload = json.dumps([asdict(s) for s in series])
+    if payload is None:
+        payload = json.dumps([asdict(s) for s in series])
     for path in targets:
         fmt = path.suffix.lstrip(".")
-        meta = ({SERIES_KEY: payload, "Title": title} if fmt == "png"
+        meta = ({key: payload, "Title": title} if fmt == "png"
                 else {"Subject": payload, "Title": title, "Creator": "lionbench"})
         write_atomically(path, lambda tmp, fmt=fmt, meta=meta: fig.savefig(
             tmp, format=fmt, metadata=meta, dpi=150), "plot")

@@ -20,12 +20,17 @@ import csv
 import io
 from typing import Any
 
-from .tables import ComparisonTable, cell_text, format_number
+from .marks import versus_text
+from .stats import Difference
+from .tables import Column, ComparisonTable, cell_text, format_number
 
 FORMATS = ("rich", "markdown", "latex", "csv")
 CSV_COLUMNS = ("backbone", "method", "weights", "backbone_label", "method_label", "dataset",
-               "column_label", "metric", "mean", "std", "n", "best", "flags", "params_m")
+               "column_label", "metric", "mean", "std", "n", "best", "flags", "params_m",
+               "candidate", "tie", "best_diff", "best_low", "best_high", "best_test",
+               "best_seeds")
 CSV_PAPER_COLUMNS = ("paper", "delta", "paper_params_m")
+CSV_VERSUS_COLUMNS = ("vs", "vs_diff", "vs_low", "vs_high", "vs_test", "vs_seeds")
 PARAM_DIGITS = 3
 
 
@@ -48,13 +53,30 @@ def _params_text(table: ComparisonTable, i: int) -> tuple[str, str]:
     return format_number(ours, PARAM_DIGITS), extra
 
 
+def _visible(table: ComparisonTable) -> list[Column]:
+    """The rendered value columns: each dataset column, and with ``--vs`` its difference column
+    after it (same group, label "Δ vs REF")."""
+    if table.versus is None:
+        return list(table.columns)
+    out = []
+    for c in table.columns:
+        label = f"\u0394 vs {table.versus}"
+        out += [c, Column(c.dataset, label if c.group else f"{c.label} {label}", c.group)]
+    return out
+
+
 def _grid(table: ComparisonTable) -> list[list[tuple[str, str, bool]]]:
     """Body cells as (main, extra, bold); the backbone only on its block's first row."""
     out = []
     for i, row in enumerate(table.rows):
         first = i == 0 or table.rows[i - 1].backbone != row.backbone
         line = [(row.backbone_label if first else "", "", False), (row.method_label, "", False)]
-        line += [(*cell_text(c, show_n=table.max_seeds > 1), c.best) for c in table.cells[i]]
+        for c in table.cells[i]:
+            line.append((*cell_text(c, show_n=table.max_seeds > 1), c.best))
+            if table.versus is not None:
+                text = versus_text(c.versus) if c.mean is not None else "-"
+                line.append(("ref" if i in table.reference_rows and c.mean is not None
+                             else text, "", False))
         if table.show_params:
             line.append((*_params_text(table, i), False))
         out.append(line)
@@ -63,12 +85,13 @@ def _grid(table: ComparisonTable) -> list[list[tuple[str, str, bool]]]:
 
 def _headers(table: ComparisonTable) -> tuple[list[str], list[str] | None]:
     """One header line, or two when columns have groups (upper: group on its first column)."""
-    grouped = any(c.group for c in table.columns)
+    columns = _visible(table)
+    grouped = any(c.group for c in columns)
     tail = [table.params_label] if table.show_params else []
     if not grouped:
-        return ["Backbone", "Method"] + [c.label for c in table.columns] + tail, None
+        return ["Backbone", "Method"] + [c.label for c in columns] + tail, None
     upper, lower, prev = ["Backbone", "Method"], ["", ""], None
-    for c in table.columns:
+    for c in columns:
         upper.append("" if c.group and c.group == prev else (c.group or c.label))
         lower.append(c.label if c.group else "")
         prev = c.group
@@ -108,11 +131,13 @@ _LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$"
                    "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                    "^": r"\textasciicircum{}", "\u00b1": r"$\pm$", "\u2020": r"\dag{}",
                    "\u2021": r"\ddag{}", "\u00a7": r"\S{}",
-                   "\u00b6": r"\P{}"}
+                   "\u00b6": r"\P{}", "\u2248": r"$\approx$", "\u0394": r"$\Delta$",
+                   "\u00b0": r"$^\circ$"}
 
 
 def latex_escape(s: str) -> str:
-    """Escape LaTeX specials (_ % & $ # { } ~ ^ \\) and spell ±, †, ‡, § and ¶ as LaTeX."""
+    """Escape LaTeX specials (_ % & $ # { } ~ ^ \\) and spell ±, †, ‡, §, ¶, ≈, Δ and ° as
+    LaTeX."""
     return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in s)
 
 
@@ -122,18 +147,19 @@ def to_latex(table: ComparisonTable) -> str:
     ncols = len(upper)
     head = [latex_escape(h) for h in upper]
     rules = ""
+    columns = _visible(table)
     if lower:  # merge each group into one \multicolumn and rule under it
         head, rules, j = head[:2], "", 2
-        while j < 2 + len(table.columns):
-            k, group = j + 1, table.columns[j - 2].group
-            while group and k < 2 + len(table.columns) and table.columns[k - 2].group == group:
+        while j < 2 + len(columns):
+            k, group = j + 1, columns[j - 2].group
+            while group and k < 2 + len(columns) and columns[k - 2].group == group:
                 k += 1
             head.append(latex_escape(upper[j]) if k == j + 1 and not group else
                         rf"\multicolumn{{{k - j}}}{{c}}{{{latex_escape(group or '')}}}")
             if group:
                 rules += rf"\cmidrule(lr){{{j + 1}-{k}}} "
             j = k
-        head += [latex_escape(h) for h in upper[2 + len(table.columns):]]
+        head += [latex_escape(h) for h in upper[2 + len(columns):]]
     body = [[_bold(latex_escape(m), r"\textbf{{{}}}" if b else "{}") + latex_escape(x)
              for m, x, b in line] for line in _grid(table)]
     # header line(s) padded with the body, except a grouped upper line (multicolumns)
@@ -160,20 +186,38 @@ def _plain(x: float | None, digits: int = 6) -> str:
     return "" if x is None else repr(round(x, digits))
 
 
+def _difference_fields(d: Difference | None) -> list[str]:
+    """diff, low, high, test, seeds of a difference (empty where there is none)."""
+    if d is None:
+        return [""] * 5
+    return [_plain(d.mean), _plain(d.low), _plain(d.high), d.test, d.seeds_text()]
+
+
 def to_csv(table: ComparisonTable) -> str:
-    """Long form, one line per (row, column) cell, empty mean and n=0 where there is no run."""
+    """Long form, one line per (row, column) cell, empty mean and n=0 where there is no run.
+
+    ``tie`` (1: the tie mark) and ``best_*`` (the best minus this cell; on the best's own line,
+    the best minus the next) are empty where a cell was not compared (no statistics, a tuning
+    candidate, the only value of its column); with ``--vs``,
+    ``vs_*`` hold this cell minus the reference row's. ``*_seeds`` name the seeds of the pairs
+    (unpaired: ``a seeds | b seeds``), so each interval can be recomputed by hand."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     compare = table.compare == "paper"
-    w.writerow(CSV_COLUMNS + (CSV_PAPER_COLUMNS if compare else ()))
+    w.writerow(CSV_COLUMNS + (CSV_PAPER_COLUMNS if compare else ())
+               + (CSV_VERSUS_COLUMNS if table.versus is not None else ()))
     for i, row in enumerate(table.rows):
         for col, c in zip(table.columns, table.cells[i], strict=True):
             line = [row.backbone, row.method, row.weights, row.backbone_label, row.method_label,
                     col.dataset, f"{col.group} {col.label}" if col.group else col.label,
                     table.metric, _plain(c.mean), _plain(c.std), c.n, int(c.best),
-                    ";".join(c.flags), _plain(table.params_m[i])]
+                    ";".join(c.flags), _plain(table.params_m[i]), int(row.candidate),
+                    "" if c.versus_best is None else int(c.tie),
+                    *_difference_fields(c.versus_best)]
             if compare:
                 line += [_plain(c.paper), _plain(c.delta), _plain(table.paper_params_m[i])]
+            if table.versus is not None:
+                line += [table.versus, *_difference_fields(c.versus)]
             w.writerow(line)
     return buf.getvalue()
 

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cells import format_value
+from .tuning import Margin, Z
+
+NOISE_MARK = "\u00b0"  # °: a choice inside the validation noise
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,7 @@ class SelectedCell:
     cell_hash: str
     seeds: tuple[int, ...]  # the final seeds (never the tuning seeds)
     values: dict[str, Any] = field(default_factory=dict)  # the chosen grid values
+    margin: Margin | None = None  # its validation lead over the runner-up, with the noise
 
 
 def is_selected(run: dict[str, Any], cell: str,
@@ -46,4 +50,27 @@ def selection_notes(selected: dict[tuple[str, str, str], SelectedCell],
                 chosen.append(f"{column} {values or '(no grid)'}")
         if chosen:
             notes.append(f"{label} / {backbone_label} chosen on validation: {'; '.join(chosen)}")
+    return notes
+
+
+def noise_notes(selected: dict[tuple[str, str, str], SelectedCell],
+                rows: list[tuple[str, str, str, str]], columns: list[tuple[str, str]]
+                ) -> list[str]:
+    """One line per choice whose margin over the runner-up is inside the validation noise
+    (``lionbench.report.tuning``), with the numbers, after one line saying what the mark means."""
+    notes = []
+    for backbone, method, label, backbone_label in rows:
+        for dataset, column in columns:
+            choice = selected.get((backbone, method, dataset))
+            m = choice.margin if choice is not None else None
+            if m is None or not m.inside:
+                continue
+            runner = ", ".join(f"{k}={format_value(v)}" for k, v in m.runner_up_values.items())
+            notes.append(f"{NOISE_MARK} {label} / {backbone_label}, {column}: validation top-1 "
+                         f"{m.winner:.4f} against {m.runner_up:.4f} for {runner or 'the runner-up'}"
+                         f": margin {m.margin:.4f} < {Z:.2f} x {m.noise:.4f} ({m.noise_kind})")
+    if notes:
+        notes.insert(0, f"{NOISE_MARK} the choice's validation margin over the runner-up is "
+                        f"inside the noise (below {Z:.2f} standard errors): another tuning seed "
+                        "could have chosen otherwise")
     return notes

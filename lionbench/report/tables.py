@@ -40,17 +40,21 @@ from lionbench.store.health import has_warnings
 from . import paper as ref
 from .catalog import default_weights
 from .cells import describe_cell, label_cells, shared_note, sort_key
-from .selected import SelectedCell, is_selected, selection_notes
+from .marks import TIE_MARK, mark_plain, mark_significance, mark_versus, stats_notes
+from .selected import NOISE_MARK, SelectedCell, is_selected, noise_notes, selection_notes
+from .stats import INTERVALS, LEVEL, Difference, Sample, pair_key
 
 __all__ = ["Cell", "Column", "ComparisonTable", "Row", "SelectedCell", "build_table",
            "cell_text", "format_number", "PRESETS"]
 
 PRESETS = ref.PRESETS
 # * dirty git tree, † an old protocol version, ‡ a result imported from elsewhere,
-# § unconverged equilibrium solves, ¶ fewer seeds than the table's best-covered cell
+# § unconverged equilibrium solves, ¶ fewer seeds than the table's best-covered cell,
+# ° (--selected) a choice whose validation margin is inside the noise
 FLAG_SYMBOLS = {"dirty": "*", "protocol": "\u2020", "imported": "\u2021", "solver": "\u00a7",
-                "seeds": "\u00b6"}
+                "seeds": "\u00b6", "noise": NOISE_MARK}
 PRETRAINED_ALIASES = {"pretrained", "timm"}
+TUNING_RUNS = "tuning runs (validation candidates at the tuning seeds)"
 DIGITS, PARAM_DIGITS = 4, 3
 
 
@@ -69,6 +73,7 @@ class Row:
     backbone_label: str
     method_label: str  # the method and, in parentheses, what sets this row's runs apart
     settings: str = ""  # that suffix: "weights=none, lr=1e-2, tau=0.2" ("" for the plain row)
+    candidate: bool = False  # runs `lionbench tune` made to choose (tuning seeds): no result
 
 
 @dataclass
@@ -77,8 +82,12 @@ class Cell:
     std: float | None = None  # sample std (ddof=1), only when n > 1
     n: int = 0
     flags: tuple[str, ...] = ()  # subset of FLAG_SYMBOLS' keys
-    best: bool = False
+    best: bool = False  # bold: the column's best (significantly, unless stats are off)
     paper: float | None = None  # with compare="paper"
+    samples: tuple[Sample, ...] = ()  # (pair key, value) per run: what differences pair
+    tie: bool = False  # not significantly worse than its column's best (the tie mark)
+    versus_best: Difference | None = None  # the best minus this cell (the best: minus the next)
+    versus: Difference | None = None  # this cell minus the reference row's (table --vs)
 
     @property
     def delta(self) -> float | None:
@@ -107,6 +116,11 @@ class ComparisonTable:
     excluded: dict[str, int] = field(default_factory=dict)  # reason -> number of runs
     notes: list[str] = field(default_factory=list)  # shared settings, validation choices
     max_seeds: int = 1  # the most seeds of any cell; cells show n when it is above 1
+    stats: bool = True  # best and ties by seed-paired intervals (False: the highest mean bold)
+    interval: str = "t"  # "t" | "bootstrap" (paired intervals; lionbench.report.stats)
+    level: float = LEVEL
+    versus: str | None = None  # table --vs: the reference row's label or method
+    reference_rows: set[int] = field(default_factory=set)  # its row in each block (--vs)
 
     def blocks(self) -> list[tuple[int, int]]:
         """(start, stop) row ranges of consecutive rows sharing a backbone."""
@@ -135,8 +149,10 @@ class ComparisonTable:
             notes.append(f"{FLAG_SYMBOLS['solver']} includes runs whose equilibrium solves did "
                          "not converge (more than 1 % of them; `lionbench status` lists them)")
         if "seeds" in used:
-            notes.append(f"{FLAG_SYMBOLS['seeds']} fewer seeds than the table's most "
-                         f"({self.max_seeds})")
+            most = max((c.n for row, line in zip(self.rows, self.cells, strict=True)
+                        if not row.candidate for c in line), default=0)
+            notes.append(f"{FLAG_SYMBOLS['seeds']} fewer seeds than the table's most ({most})")
+        notes += stats_notes(self)
         notes += self.notes
         if self.compare == "paper":
             notes.append("(paper P, D): the paper's value P and ours minus the paper's, D")
@@ -162,6 +178,8 @@ def cell_text(cell: Cell, digits: int = DIGITS, show_n: bool = False) -> tuple[s
     if show_n and cell.n:
         ours += f" (n={cell.n})"
     ours += "".join(FLAG_SYMBOLS[f] for f in cell.flags)
+    if cell.tie:
+        ours += TIE_MARK
     extra = ""
     if cell.paper is not None:
         extra = f" (paper {format_number(cell.paper, digits)}"
@@ -213,6 +231,7 @@ def _normalise(records: list[dict[str, Any]], metric: str, current_protocol: int
         run["_protocol"] = version is not None and version != current_protocol
         run["_imported"] = mark_imported and bool(r.get("imported_result") or False)
         run["_solver"] = has_warnings(r.get("warnings"))
+        run["_candidate"] = bool(r.get("tuning_candidate") or False)
         key = (r.get("cell_hash"), id(config), r["backbone"], method, weights, r["dataset"])
         if key not in cells:
             cells[key] = describe_cell(run)
@@ -231,8 +250,9 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
                 clean_only: bool = False, current_protocol: int | None = None,
                 compare: str | None = None, method_order: tuple[str, ...] | None = None,
                 mark_imported: bool = True,
-                selected: dict[tuple[str, str, str], SelectedCell] | None = None
-                ) -> ComparisonTable:
+                selected: dict[tuple[str, str, str], SelectedCell] | None = None,
+                stats: bool = True, interval: str = "t", level: float = LEVEL,
+                versus: str | None = None, all_seeds: bool = False) -> ComparisonTable:
     """Aggregate runs (a DataFrame or an iterable of dicts, one per run) into a paper-style
     comparison table.
 
@@ -247,7 +267,20 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
     cannot be re-derived here; marking them is the default).
     ``selected`` ((backbone, method, dataset) -> the tuned choice) keeps only the chosen
     configuration's final seeds: one row per method and backbone.
+
+    Runs marked ``tuning_candidate`` (made by ``lionbench tune`` to choose, at its tuning seeds;
+    ``lionbench.report.tuning``) are left out and counted in a footnote; ``all_seeds`` shows them
+    in rows of their own labelled ``candidate``, never averaged with the final seeds and never
+    marked best or tied.
+
+    ``stats`` (default) marks each column's best within its backbone block by seed-paired
+    intervals (``lionbench.report.marks``): bold only where significantly better than every
+    other cell, the tie mark on every cell not significantly worse; ``stats=False`` bolds the
+    highest mean. ``interval`` ("t" or "bootstrap") and ``level`` set the intervals; ``versus``
+    (a row label or method) adds each cell's difference to that row of its block.
     """
+    if interval not in INTERVALS:
+        raise ValueError(f"unknown interval '{interval}'; choose from {', '.join(INTERVALS)}")
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset '{preset}'; choose from {', '.join(PRESETS)}")
     if compare not in (None, "paper"):
@@ -276,7 +309,15 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
     if selected is not None:
         drop(lambda r: not is_selected(r, r["_cell"].key, selected), "not the "
              "validation-selected configuration's final seeds")
+        for r in runs_:
+            margin = selected[(r["backbone"], r["method"], r["dataset"])].margin
+            r["_noise"] = margin is not None and margin.inside
+    elif not all_seeds:
+        drop(lambda r: r["_candidate"], TUNING_RUNS)
 
+    if preset is not None and PRESETS[preset].params_without_head:  # as the source counts
+        for r in runs_:
+            r["_params"] = _number(r.get("params_trainable_no_head"))
     if preset is not None:
         p = PRESETS[preset]
         bb_labels = dict(p.backbones)
@@ -305,11 +346,14 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
     variants_of: dict[tuple[str, str], dict[str, Any]] = {}  # (bb, m) -> {suffix: sort key}
     for r in runs_:
         key = r["_cell"].key
-        group = (r["backbone"], r["method"], suffixes[key], r["dataset"])
+        suffix = suffixes[key]
+        if r["_candidate"]:  # tuning runs: a row of their own, after the method's results
+            suffix = f"candidate, {suffix}" if suffix else "candidate"
+        group = (r["backbone"], r["method"], suffix, r["dataset"])
         if group not in groups:
             groups[group] = []
             variants_of.setdefault(group[:2], {}).setdefault(
-                group[2], sort_key(labels.parts[key]))
+                group[2], (r["_candidate"], sort_key(labels.parts[key])))
         groups[group].append(r)
 
     rows: list[Row] = []
@@ -321,12 +365,14 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
             variants = sorted(found, key=lambda v: found[v])
             if preset is not None and "" not in found:
                 variants = ["", *variants]
-            label = ref.METHOD_LABELS.get(m, m) if preset else m
+            label = ({**ref.METHOD_LABELS, **dict(PRESETS[preset].labels)}.get(m, m)
+                     if preset else m)
             for suffix in variants:
                 weights = next((r["weights"] for (b, mm, v, _), g in groups.items()
                                 if (b, mm, v) == (bb, m, suffix) for r in g), default_weights(m))
                 rows.append(Row(bb, m, weights, bb_labels.get(bb, bb),
-                                f"{label} ({suffix})" if suffix else label, suffix))
+                                f"{label} ({suffix})" if suffix else label, suffix,
+                                bool(found.get(suffix, (False,))[0])))
 
     cells, params_m, paper_params = [], [], []
     for row in rows:
@@ -346,17 +392,56 @@ def build_table(runs: Any, *, preset: str | None = None, metric: str = "test_top
         paper_params.append(ref.paper_params_m(row.backbone, row.method)
                             if compare and usual else None)
 
+    if preset is not None and PRESETS[preset].group_means:
+        columns = add_group_means(columns, cells, compare is not None)
     notes = [n for n in [shared_note(labels.shared, [c.dataset for c in columns])] if n]
+    if compare and preset is not None and PRESETS[preset].compare_note:
+        notes.append(PRESETS[preset].compare_note)
     if selected is not None:
-        notes += selection_notes(selected, [(r.backbone, r.method, r.method_label,
-                                             bb_labels.get(r.backbone, r.backbone)) for r in rows],
-                                 [(c.dataset, c.label) for c in columns])
+        named = [(r.backbone, r.method, r.method_label, bb_labels.get(r.backbone, r.backbone))
+                 for r in rows]
+        notes += selection_notes(selected, named, [(c.dataset, c.label) for c in columns])
+        notes += noise_notes(selected, named, [(c.dataset, c.label) for c in columns])
+    if excluded.get(TUNING_RUNS):
+        notes.append(f"{excluded[TUNING_RUNS]} tuning run(s) of `lionbench tune` not shown "
+                     "(validation candidates at the tuning seeds; --all-seeds shows them in "
+                     "rows of their own)")
     table = ComparisonTable(rows, columns, cells, params_m, paper_params, show_params,
                             params_label, metric, title, preset, compare, current_protocol,
-                            excluded, notes)
+                            excluded, notes, stats=stats, interval=interval, level=level,
+                            versus=versus)
     _mark_seeds(table)
-    _mark_best(table)
+    if stats:
+        mark_significance(table)
+    else:
+        mark_plain(table)
+    if versus is not None:
+        mark_versus(table, versus)
     return table
+
+
+MEAN_PREFIX = "mean:"  # the dataset id of a group-mean column: mean:Natural, mean:all
+
+
+def add_group_means(columns: list[Column], cells: list[list[Cell]], compare: bool
+                    ) -> list[Column]:
+    """Append, per column group and then over all columns, the mean of each row's cells (and
+    of the published values): empty unless every cell it averages has a value. Each row's
+    cells list grows in place; the new column list is returned."""
+    groups = list(dict.fromkeys(c.group for c in columns if c.group))
+    spans = [(g, [j for j, c in enumerate(columns) if c.group == g]) for g in groups]
+    spans.append(("all", list(range(len(columns)))))
+    for line in cells:
+        for _, idx in spans:
+            ours = [line[j].mean for j in idx]
+            paper = [line[j].paper for j in idx]
+            mean = None if any(v is None for v in ours) else math.fsum(ours) / len(ours)
+            ref_mean = (None if not compare or any(v is None for v in paper)
+                        else math.fsum(paper) / len(paper))
+            line.append(Cell(mean=mean, n=min(line[j].n for j in idx), paper=ref_mean))
+    return columns + [Column(f"{MEAN_PREFIX}{g}", "Mean" if g != "all" else
+                             f"Mean ({len(columns)})", g if g != "all" else "All")
+                      for g, _ in spans]
 
 
 def _cell(group: list[dict[str, Any]]) -> Cell:
@@ -366,27 +451,20 @@ def _cell(group: list[dict[str, Any]]) -> Cell:
     mean = math.fsum(values) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
     flags = tuple(f for f in FLAG_SYMBOLS if any(r.get(f"_{f}") for r in group))
-    return Cell(mean=mean, std=std, n=n, flags=flags)
+    return Cell(mean=mean, std=std, n=n, flags=flags,
+                samples=tuple((pair_key(r), r["_value"]) for r in group))
 
 
 def _mark_seeds(table: ComparisonTable) -> None:
-    """Where cells hold different numbers of seeds, flag the ones with fewer than the most."""
+    """Where cells hold different numbers of seeds, flag the ones with fewer than the most
+    (rows of tuning candidates neither count nor are flagged: they hold the tuning seeds)."""
+    results = [line for row, line in zip(table.rows, table.cells, strict=True)
+               if not row.candidate]
     table.max_seeds = max((c.n for line in table.cells for c in line), default=0) or 1
-    for line in table.cells:
+    most = max((c.n for line in results for c in line), default=0) or 1
+    for line in results:
         for c in line:
-            if 0 < c.n < table.max_seeds:
+            if 0 < c.n < most:
                 c.flags = (*c.flags, "seeds")
 
 
-def _mark_best(table: ComparisonTable) -> None:
-    """Bold the best mean of each column within each backbone block (ties at the shown
-    precision all count); a block with a single value in a column marks nothing."""
-    for start, stop in table.blocks():
-        for j in range(len(table.columns)):
-            block = [table.cells[i][j] for i in range(start, stop)]
-            shown = [round(c.mean, DIGITS) for c in block if c.mean is not None]
-            if len(shown) < 2:
-                continue
-            top = max(shown)
-            for c in block:
-                c.best = c.mean is not None and round(c.mean, DIGITS) == top

@@ -17,7 +17,7 @@ from typing import Any
 
 from lionbench.backbones import PRETRAINED, check_pretrained_available, get_backbone_spec
 from lionbench.config import RunConfig, check_overrides, parse_set_options
-from lionbench.data import get_dataset
+from lionbench.data import expand_suites, get_dataset
 from lionbench.errors import ConfigError, DatasetError
 from lionbench.matrix import (  # DEFAULT_AXES: re-exported, where it was defined before
     DEFAULT_AXES,  # noqa: F401
@@ -133,6 +133,7 @@ def create_matrices(config_file: Path | None = None, methods: str | list[str] | 
             if value:
                 setattr(m, axis, value)
         used.update((line.split(":")[0], line) for line in fill_default_axes(m))
+        m.datasets = expand_suites(m.datasets)  # vtab-1k: its 19 tasks
         if weights:
             m.weights = weights
     if notes is not None:
@@ -155,6 +156,7 @@ def expand_matrix(matrices: list[Matrix]) -> list[RunConfig]:
     configs: dict[str, RunConfig] = {}
     for m in matrices:
         fill_default_axes(m)
+        m.datasets = expand_suites(m.datasets)  # vtab-1k: its 19 tasks (ablate's too)
     check_matrix_size(matrices)
     for m in matrices:
         fields = {name: get_method(name).config_class.field_names() for name in m.methods}

@@ -23,7 +23,10 @@ The protocol here:
    store's ``tunings`` table (``lionbench table --selected`` reads it).
 4. **Final runs**: the winner with the final seeds. Tuning seeds are disjoint from them by
    default, so no reported test number comes from the run that won the selection (a winner's
-   validation luck would otherwise flatter its own test number).
+   validation luck would otherwise flatter its own test number). Where the dataset's protocol
+   retrains its final runs on train + val (``DatasetSpec.final_on_train_val``: VTAB-1k, whose
+   final runs train on train800val200), the final runs are the winner with ``train_on_val``:
+   trained on both, the last epoch kept; the stored choice names their cell.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from lionbench.config import (
     config_hash,
     parse_set_options,
 )
+from lionbench.data import get_dataset
 from lionbench.errors import ConfigError
 from lionbench.matrix import Matrix, parse_grid, parse_seeds
 from lionbench.methods import get_method
@@ -120,7 +124,10 @@ class Task:
                 "weights_id": self.weights_id, "grid": self.grid, "tune_seeds": self.tune_seeds,
                 "final_seeds": self.final_seeds, "metric": METRIC, "rule": RULE,
                 "candidates": [c.record() for c in self.candidates],
-                "winner_cell_hash": w.cell_hash if w else None,
+                # the cell whose final seeds tables show: the winner's, retrained on
+                # train + val where the dataset's protocol says so (final_overrides)
+                "winner_cell_hash": (self.finals[0].cell_hash if self.finals else
+                                     w.cell_hash if w else None),
                 "winner_values": w.values if w else None}
 
 
@@ -277,16 +284,25 @@ def score(store: Store, task: Task) -> None:
         cand.params = max(params) if params else None
 
 
+def final_overrides(task: Task, winner: Candidate) -> dict[str, Any]:
+    """The winner's settings for its final runs: the same, plus ``train_on_val`` where the
+    dataset's protocol retrains its final runs on train + val (VTAB-1k: train800val200)."""
+    overrides = dict(winner.overrides)
+    if get_dataset(task.dataset).final_on_train_val:
+        overrides[f"{task.method}.train_on_val"] = True
+    return overrides
+
+
 def choose_and_store(plan: TunePlan) -> None:
-    """Score every task's candidates, choose, store the choice, and prepare the final runs."""
+    """Score every task's candidates, choose, prepare the final runs, store the choice."""
     for task in plan.tasks:
         score(plan.store, task)
         task.winner = choose(task.candidates)
-        plan.store.save_tuning(task.record())
         w = task.winner
         task.finals = [] if w is None else [
             create_run_config(task.method, task.backbone, task.dataset, s, task.weights,
-                              w.overrides) for s in task.final_seeds]
+                              final_overrides(task, w)) for s in task.final_seeds]
+        plan.store.save_tuning(task.record())
 
 
 def run_tune(plan: TunePlan, *, force: bool = False, retry_failed: bool = False,

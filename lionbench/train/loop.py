@@ -8,6 +8,8 @@ once. The test split never influences any choice. The same seed gives the same n
 for the same torch version, CPU kernel capability and torch thread count (the run stores all
 three in its ``runtime``; a reduction split over other threads sums in another order).
 Validation must not be empty (``check_selection_sets``): selection on nothing keeps epoch 0.
+With ``train_on_val`` (VTAB-1k's final runs) the validation images join the training set and
+the last epoch is kept: nothing is selected, and the run's ``val_top1`` is empty.
 """
 
 from __future__ import annotations
@@ -80,14 +82,21 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     pipeline = Pipeline(image_size=config.pipeline["image_size"],
                         mean=tuple(config.pipeline["mean"]), std=tuple(config.pipeline["std"]),
                         train_augment=config.pipeline["train_augment"])
-    train_set, val_set = spec.load_train_val(data_root, config.seed, cfg.val_fraction)
+    # (train_on_val: train on both and keep the last epoch; nothing is held out to select on)
+    if cfg.train_on_val:
+        train_set, val_set = spec.load_train_plus_val(data_root, config.seed,
+                                                      cfg.val_fraction), None
+    else:
+        train_set, val_set = spec.load_train_val(data_root, config.seed, cfg.val_fraction)
     if cfg.max_train_samples:
         train_set = train_set.subset(stratified_subset(train_set.labels, cfg.max_train_samples,
                                                        config.seed))
-    validation = check_selection_sets(spec, train_set, val_set, cfg.val_fraction)
+    validation = (check_selection_sets(spec, train_set, val_set, cfg.val_fraction)
+                  if val_set is not None else NO_SELECTION)
     size = pipeline.image_size
     train_x, train_y = decode_images(train_set, size), train_set.labels
-    val_x, val_y = decode_images(val_set, size), val_set.labels
+    val_x, val_y = ((decode_images(val_set, size), val_set.labels) if val_set is not None
+                    else (None, None))
 
     # 2. model: a timm backbone wrapped by the method, never copied
     method = get_method(config.method)
@@ -110,7 +119,8 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
     net, cached = model, cached_run(config, model, pipeline, cfg.eval_batch_size, device)
     if cached is not None:
         net, pipeline = cached.net, cached.pipeline
-        train_x, val_x = cached.features(train_x, cfg.batch_size), cached.features(val_x)
+        train_x = cached.features(train_x, cfg.batch_size)
+        val_x = cached.features(val_x) if val_x is not None else None
     net = maybe_compile(net)
 
     # 3. train; select the epoch on validation top-1 (resume from an epoch-end checkpoint)
@@ -138,10 +148,11 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
             losses.append(loss.item())
             seen += len(yb)
         train_seconds += time.perf_counter() - start
-        val_top1, _ = evaluate(net, val_x, val_y, pipeline, cfg.eval_batch_size, device)
+        val_top1 = (evaluate(net, val_x, val_y, pipeline, cfg.eval_batch_size, device)[0]
+                    if val_x is not None else None)
         history.append({"epoch": epoch, "train_loss": sum(losses) / max(1, len(losses)),
                         "val_top1": val_top1})
-        if val_top1 > best_val:
+        if val_top1 is not None and val_top1 > best_val:
             best_val, best_epoch, best_state = val_top1, epoch, trainable_state(model)
         if checkpoint_path is not None:
             save_checkpoint(checkpoint_path, config.run_hash,
@@ -153,6 +164,8 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
                             {"epoch": epoch + 1, "epochs": cfg.epochs,
                              "train_loss": history[-1]["train_loss"], "val_top1": val_top1,
                              "seconds": time.perf_counter() - start})
+    if val_x is None:  # nothing to select on: the last epoch is the result
+        best_val, best_epoch, best_state = math.nan, cfg.epochs - 1, trainable_state(model)
     extra = {"history": history, "params_by_component": counts.by_component,
              "validation": validation, **model.extra_metrics()}
 
@@ -171,6 +184,10 @@ def train_run(config: RunConfig, data_root: Path | None = None, device: torch.de
         params_total=counts.total, train_seconds=train_seconds,
         images_per_second=seen / train_seconds if train_seconds else math.nan,
         peak_memory_mb=peak_memory_mb(device), extra=extra, model=model if keep_model else None)
+
+
+NO_SELECTION = ("none: train_on_val trains on the train and validation images together and "
+                "keeps the last epoch")
 
 
 def check_selection_sets(spec: DatasetSpec, train_set: ImageSet, val_set: ImageSet,
